@@ -1,0 +1,3 @@
+from brlgraph.cli.main import main
+
+raise SystemExit(main())

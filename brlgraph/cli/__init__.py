@@ -1,0 +1,1 @@
+"""The ``brlgraph`` command line (``brlgraph`` or ``python -m brlgraph``)."""
