@@ -1,0 +1,267 @@
+"""Run configuration: a dataclass per section, loaded from TOML, overridden by ``--set``.
+
+A configuration has four sections, mirroring the path of the data::
+
+    [data]       which data set, its split seed
+    [sequences]  how each node becomes a token sequence
+    [model]      the BRLFormer (attention backend, sizes, GNN pre-encoder)
+    [train]      optimiser, schedule, early stopping, determinism
+
+The tuned defaults of each data set ship in ``brlgraph/configs/<name>.toml``.
+Every key is type-checked; an unknown key, a wrong type or a malformed file
+raises :class:`~brlgraph.errors.ConfigError` naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from brlgraph.errors import ConfigError
+
+HGB_DATASETS = ("DBLP", "ACM", "IMDB", "Freebase")
+KNN_DATASETS = ("20News",)
+DATASETS = HGB_DATASETS + KNN_DATASETS
+
+
+@dataclass
+class DataConfig:
+    name: str = "DBLP"
+    #: seed of the random train/validation split (HGB) or 50/25/25 split (kNN)
+    split_seed: int = 0
+    #: neighbours per node of the kNN graph (20News)
+    knn_k: int = 5
+
+
+@dataclass
+class SequenceConfig:
+    #: tokens per sequence, the target node included (node-as-sequence mode)
+    length: int = 50
+    #: deepest hop sampled for the context
+    max_hops: int = 3
+    #: draw fresh context nodes at every epoch (train sequences only)
+    resample: bool = True
+    #: node order of the graph-as-one-sequence mode ("rcm" or "bfs")
+    order: str = "rcm"
+
+
+@dataclass
+class ModelConfig:
+    #: attention backend: brl, full, local, performer, linformer, regla
+    attention: str = "brl"
+    hidden: int = 256
+    layers: int = 2
+    heads: int = 8
+    dropout: float = 0.2
+    attention_dropout: float = 0.1
+    #: half-width of the local window of BRL/local attention
+    window: int = 16
+    #: compressed reservoir tokens (m) of BRL attention
+    reservoir: int = 16
+    #: GNN pre-encoder layers over the whole graph (0 = none)
+    gnn_layers: int = 2
+    #: dropout applied to raw input features
+    input_dropout: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    #: stop after this many epochs without a better validation score
+    patience: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    #: linear warmup epochs, then ``schedule`` ("constant" or "cosine")
+    warmup_epochs: int = 0
+    schedule: str = "constant"
+    grad_clip: float = 1.0
+    #: torch.use_deterministic_algorithms + seeded everything
+    deterministic: bool = True
+    #: validation metric used for early stopping
+    monitor: str = "val_micro_f1"
+    #: rows of target nodes per forward pass during evaluation
+    eval_batch_size: int = 1024
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    sequences: SequenceConfig = field(default_factory=SequenceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+CHOICES = {
+    "model.attention": ("brl", "full", "local", "performer", "linformer", "regla"),
+    "train.schedule": ("constant", "cosine"),
+    "train.monitor": ("val_micro_f1", "val_macro_f1", "val_accuracy", "val_loss"),
+    "sequences.order": ("rcm", "bfs"),
+}
+
+
+def _section_names() -> list[str]:
+    return [k for k, tp in typing.get_type_hints(Config).items() if dataclasses.is_dataclass(tp)]
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_type(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Return ``value`` converted to ``tp`` when that is lossless, else raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if arg is type(None) and value is None:
+                return None
+        for arg in typing.get_args(tp):
+            if arg is not type(None):
+                try:
+                    return _check_type(value, arg, key, source)
+                except ConfigError:
+                    pass
+        raise ConfigError(f"{source}: '{key}' must be {tp}, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    name = getattr(tp, "__name__", str(tp))
+    raise ConfigError(f"{source}: '{key}' must be of type {name}, got {value!r} ({type(value).__name__})")
+
+
+def _apply(cfg: Config, key: str, value: Any, source: str) -> None:
+    """Set dotted ``key`` (``train.lr`` or ``seed``) on ``cfg``, checking name and type."""
+    parts = key.split(".")
+    target: Any = cfg
+    for i, part in enumerate(parts[:-1]):
+        sub = getattr(target, part, None) if part in _field_types(type(target)) else None
+        if sub is None or not dataclasses.is_dataclass(sub):
+            raise ConfigError(f"{source}: unknown config key '{'.'.join(parts[: i + 1])}' "
+                              f"(sections: {', '.join(_section_names())})")
+        target = sub
+    name = parts[-1]
+    types_ = _field_types(type(target))
+    if name not in types_ or dataclasses.is_dataclass(getattr(target, name)):
+        known = ", ".join(k for k in types_ if not dataclasses.is_dataclass(getattr(target, k)))
+        raise ConfigError(f"{source}: unknown config key '{key}' (known here: {known})")
+    value = _check_type(value, types_[name], key, source)
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{source}: '{key}' must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    setattr(target, name, value)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def apply_mapping(cfg: Config, mapping: dict[str, Any], source: str) -> Config:
+    """Apply a (nested) mapping of TOML values to ``cfg``; keys are checked."""
+    for key, value in _flatten(mapping).items():
+        _apply(cfg, key, value, source)
+    return cfg
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: malformed TOML: {err}") from None
+
+
+def load_file(path: str | Path, cfg: Config | None = None) -> Config:
+    """Load ``path`` (TOML) on top of ``cfg`` (default: the built-in defaults)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}") from None
+    return apply_mapping(cfg or Config(), parse_toml(text, str(path)), str(path))
+
+
+def canonical_dataset(name: str) -> str:
+    """The canonical spelling of a data set name (case-insensitive), or ConfigError."""
+    for known in DATASETS:
+        if name.lower() == known.lower():
+            return known
+    raise ConfigError(f"unknown data set '{name}' (choose one of {', '.join(DATASETS)})")
+
+
+def default_config(dataset: str) -> Config:
+    """The tuned defaults shipped for ``dataset`` (``brlgraph/configs/<name>.toml``)."""
+    dataset = canonical_dataset(dataset)
+    res = resources.files("brlgraph") / "configs" / f"{dataset.lower()}.toml"
+    cfg = Config()
+    cfg.data.name = dataset
+    if res.is_file():
+        source = f"brlgraph/configs/{dataset.lower()}.toml"
+        apply_mapping(cfg, parse_toml(res.read_text(), source), source)
+        cfg.data.name = canonical_dataset(cfg.data.name)
+    return cfg
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split ``key=value``; the value is read as a TOML value (bare words are strings)."""
+    if "=" not in item:
+        raise ConfigError(f"--set '{item}': expected key=value, e.g. --set train.lr=0.001")
+    key, raw = (s.strip() for s in item.split("=", 1))
+    if not key:
+        raise ConfigError(f"--set '{item}': empty key")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word such as cosine or brl
+    return key, value
+
+
+def build_config(dataset: str, config_file: str | Path | None = None,
+                 overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults of ``dataset`` <- ``config_file`` <- ``--set`` overrides, all checked."""
+    cfg = default_config(dataset)
+    if config_file is not None:
+        cfg = load_file(config_file, cfg)
+    for item in overrides:
+        key, value = parse_override(item)
+        _apply(cfg, key, value, f"--set {item}")
+    cfg.data.name = canonical_dataset(cfg.data.name)
+    return cfg
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    """Rebuild a Config from :meth:`Config.to_dict` output (e.g. from a checkpoint)."""
+    return apply_mapping(Config(), d, "checkpoint config")

@@ -1,0 +1,128 @@
+"""The training loop: AdamW, warmup/cosine schedule, early stopping, checkpoints.
+
+The loop knows nothing about graphs. A :class:`Task` gives it the model, the
+mini-batches of one epoch, the loss of a batch and the metrics of a split;
+:mod:`brlgraph.train.experiment` builds the tasks (HGB node classification,
+kNN graphs as one sequence).
+
+After every epoch the loop writes a checkpoint holding everything the next
+epoch depends on (model, optimiser, schedule, RNG states, best state, history),
+so ``fit(..., resume=True)`` after an interruption ends exactly where the
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm import tqdm
+
+from brlgraph.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from brlgraph.train.config import Config, TrainConfig
+
+
+class Task(Protocol):
+    """What the loop needs from an experiment."""
+
+    model: torch.nn.Module
+
+    def steps_per_epoch(self) -> int: ...
+
+    def train_batches(self, epoch: int) -> Iterable[Any]: ...
+
+    def loss(self, batch: Any) -> torch.Tensor: ...
+
+    def evaluate(self, split: str) -> dict[str, float]: ...
+
+
+def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step``."""
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "cosine":
+        total = max(1, cfg.epochs * steps_per_epoch - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / total)))
+    return 1.0
+
+
+def score_of(metrics: dict[str, float], monitor: str) -> tuple[float, float]:
+    """Early-stopping score, higher is better; ties are broken by the lower loss."""
+    loss = metrics.get("val_loss", 0.0)
+    main = -loss if monitor == "val_loss" else metrics[monitor]
+    return (main, -loss)
+
+
+def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume: bool = False,
+        progress: bool = True, on_epoch_end: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+    """Train ``task.model`` under ``config.train``; return the best epoch's summary.
+
+    The model is left holding the best validation state. ``on_epoch_end(epoch,
+    metrics)`` is called after each epoch's checkpoint is written (tests use it to
+    interrupt a run).
+    """
+    cfg, model = config.train, task.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = task.steps_per_epoch()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps))
+    epoch, stopped, history, seconds = 0, False, [], 0.0
+    best: dict[str, Any] = {"score": [-math.inf, -math.inf], "epoch": -1, "model": None, "metrics": {}}
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, config.to_dict())
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        epoch, stopped, history, best = state["epoch"], state["stopped"], state["history"], state["best"]
+        seconds = state["seconds"]
+
+    bar = tqdm(total=cfg.epochs, initial=epoch, desc=config.data.name, file=sys.stderr,
+               disable=not progress, dynamic_ncols=True, leave=False)
+    while epoch < cfg.epochs and not stopped:
+        t0 = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        for batch in task.train_batches(epoch):
+            loss = task.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total, count = total + loss.item(), count + 1
+
+        metrics = {"epoch": epoch + 1, "train_loss": total / max(count, 1),
+                   **{f"val_{k}": v for k, v in task.evaluate("val").items()}}
+        seconds += time.perf_counter() - t0
+        history.append(metrics)
+        score = list(score_of(metrics, cfg.monitor))
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch + 1, "metrics": metrics,
+                    "model": copy.deepcopy(model.state_dict())}
+        epoch += 1
+        stopped = epoch - best["epoch"] >= cfg.patience
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "config": config.to_dict(), "epoch": epoch, "stopped": stopped, "seconds": seconds,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                "best": best, "history": history})
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val=f"{score[0]:.4f}",
+                        best=f"{best['score'][0]:.4f}@{best['epoch']}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
+    bar.close()
+
+    if best["model"] is not None:
+        model.load_state_dict(best["model"])
+    return {"epochs": epoch, "best_epoch": best["epoch"], "seconds": seconds,
+            "best_val": best["metrics"], "history": history}

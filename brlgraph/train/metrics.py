@@ -1,0 +1,53 @@
+"""Classification metrics: Micro-/Macro-F1 (HGB protocol) and accuracy (kNN graphs).
+
+Single-label tasks predict the arg-max class; multi-label tasks (HGB IMDB)
+predict every class whose sigmoid is above 0.5, as HGB's own evaluation does.
+F1 scores come from scikit-learn so that they match published numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+from sklearn.metrics import f1_score
+
+
+def predict_labels(logits: torch.Tensor, multi_label: bool = False) -> torch.Tensor:
+    """Hard predictions: class index [N] (single-label) or 0/1 matrix [N, C] (multi-label)."""
+    if multi_label:
+        return (torch.sigmoid(logits) > 0.5).long()
+    return logits.argmax(dim=-1)
+
+
+def f1_scores(pred: torch.Tensor, target: torch.Tensor, multi_label: bool = False) -> dict[str, float]:
+    """Micro- and Macro-F1 of hard predictions (see :func:`predict_labels`)."""
+    y_true = target.detach().cpu().long().numpy()
+    y_pred = pred.detach().cpu().long().numpy()
+    if not multi_label:
+        y_true, y_pred = y_true.reshape(-1), y_pred.reshape(-1)
+    return {
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
+
+
+def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """Fraction of exactly right single-label predictions."""
+    return float((pred.view(-1) == target.view(-1)).float().mean()) if target.numel() else 0.0
+
+
+def classification_metrics(logits: torch.Tensor, target: torch.Tensor,
+                           multi_label: bool = False) -> dict[str, float]:
+    """Micro-F1, Macro-F1 and (single-label) accuracy of ``logits`` against ``target``."""
+    pred = predict_labels(logits, multi_label)
+    out = f1_scores(pred, target, multi_label)
+    if not multi_label:
+        out["accuracy"] = accuracy(pred, target)
+    return out
+
+
+def classification_loss(logits: torch.Tensor, target: torch.Tensor,
+                        multi_label: bool = False) -> torch.Tensor:
+    """Cross-entropy, or binary cross-entropy with logits for multi-label targets."""
+    if multi_label:
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, target.float())
+    return torch.nn.functional.cross_entropy(logits, target)
