@@ -1,0 +1,114 @@
+"""The training loop: schedule, early stopping, exact resumption, checkpoint checks.
+
+These tests drive :func:`brlgraph.train.loop.fit` with a small MLP task on fixed
+random data (with dropout, so the RNG state matters); the real-data version of
+the resume test lives in tests/train/test_experiment.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from brlgraph.errors import CheckpointError
+from brlgraph.train.checkpoint import load_checkpoint
+from brlgraph.train.config import Config
+from brlgraph.train.loop import fit, lr_factor
+from brlgraph.train.metrics import classification_loss, classification_metrics
+
+
+class MLPTask:
+    def __init__(self, seed: int = 0):
+        g = torch.Generator().manual_seed(123)
+        self.x = torch.randn(300, 16, generator=g)
+        self.y = (self.x[:, :4].sum(1) > 0).long() + (self.x[:, 4] > 1).long()
+        torch.manual_seed(seed)
+        self.model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(),
+                                         torch.nn.Dropout(0.3), torch.nn.Linear(32, 3))
+        self.seed = seed
+
+    def steps_per_epoch(self) -> int:
+        return 4
+
+    def train_batches(self, epoch):
+        perm = torch.randperm(200, generator=torch.Generator().manual_seed(self.seed * 1000 + epoch))
+        return perm.split(50)
+
+    def loss(self, batch):
+        return classification_loss(self.model(self.x[batch]), self.y[batch])
+
+    @torch.no_grad()
+    def evaluate(self, split):
+        self.model.eval()
+        idx = slice(200, 250) if split == "val" else slice(250, 300)
+        logits = self.model(self.x[idx])
+        return {**classification_metrics(logits, self.y[idx]),
+                "loss": classification_loss(logits, self.y[idx]).item()}
+
+
+def _config(epochs=12, patience=100):
+    cfg = Config()
+    cfg.train.epochs, cfg.train.patience, cfg.train.lr = epochs, patience, 1e-2
+    cfg.train.warmup_epochs, cfg.train.schedule = 2, "cosine"
+    return cfg
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = _config(epochs=10).train
+    f = [lr_factor(s, cfg, 4) for s in range(40)]
+    assert f[0] == pytest.approx(1 / 8) and f[7] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[8:], f[9:], strict=False)) and f[-1] < 0.05
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
+    cfg = _config()
+    whole = MLPTask()
+    ref = fit(whole, cfg, tmp_path / "a.pt", progress=False)
+
+    def interrupt(epoch, metrics):
+        if epoch == 5:
+            raise KeyboardInterrupt
+
+    part = MLPTask()
+    with pytest.raises(KeyboardInterrupt):
+        fit(part, cfg, tmp_path / "b.pt", progress=False, on_epoch_end=interrupt)
+    assert load_checkpoint(tmp_path / "b.pt")["epoch"] == 5
+    torch.manual_seed(999)  # the RNG state must come from the checkpoint, not from here
+    resumed = MLPTask(seed=0)
+    torch.manual_seed(999)
+    out = fit(resumed, cfg, tmp_path / "b.pt", resume=True, progress=False)
+    assert out["epochs"] == ref["epochs"] == 12
+    assert [h["train_loss"] for h in out["history"]] == [h["train_loss"] for h in ref["history"]]
+    assert out["best_val"] == ref["best_val"]
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_early_stopping_and_best_state(tmp_path):
+    cfg = _config(epochs=200, patience=3)
+    cfg.train.lr = 0.0  # nothing improves after the first epoch
+    cfg.train.warmup_epochs = 0
+    out = fit(MLPTask(), cfg, tmp_path / "c.pt", progress=False)
+    assert out["best_epoch"] == 1 and out["epochs"] == 4
+    # resuming a finished run trains no further
+    again = fit(MLPTask(), cfg, tmp_path / "c.pt", resume=True, progress=False)
+    assert again["epochs"] == 4 and again["history"] == out["history"]
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    cfg = _config(epochs=2)
+    fit(MLPTask(), cfg, tmp_path / "d.pt", progress=False)
+    other = _config(epochs=2)
+    other.model.hidden = 17
+    with pytest.raises(CheckpointError, match=r"d\.pt.*model\.hidden"):
+        fit(MLPTask(), other, tmp_path / "d.pt", resume=True, progress=False)
+    (tmp_path / "e.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"e\.pt"):
+        fit(MLPTask(), cfg, tmp_path / "e.pt", resume=True, progress=False)
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    fit(MLPTask(), _config(epochs=1), tmp_path / "f.pt", progress=False)
+    state = torch.load(tmp_path / "f.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "rng", "best", "epoch", "config"} <= set(state)
+    assert isinstance(state["rng"]["torch"], torch.Tensor)
