@@ -1,0 +1,330 @@
+"""The BRL graph transformer (spec 4): node-as-sequence and graph-as-one-sequence models.
+
+How to drive it::
+
+    from brlgraph.sequences import GraphView, hop_ordered_sequences
+    from brlgraph.nn import BRLFormer
+
+    graph = GraphView.from_data(data)                    # Data or HeteroData, once
+    model = BRLFormer.from_data(graph_or_data, num_classes=C, hidden=256, layers=2,
+                                heads=8, attention="brl", window=16, reservoir=16)
+    seqs = hop_ordered_sequences(graph, None, 50, node_type=data.target_type, seed=epoch)
+    logits = model(graph, seqs[batch_rows])              # [T, C], one row per target
+
+    # evaluation in many batches: compute the node states once
+    with torch.no_grad():
+        h = model.node_states(graph)                     # [N, d]
+        logits = model(graph, seqs[rows], node_states=h)
+
+    # graph as one sequence (kNN graphs): all nodes, one locality-preserving order
+    model = BRLGraphSequenceModel.from_data(data, order="rcm", ...)
+    logits = model(graph)                                # [N, C], in the graph's node order
+
+Per step, the type-specific projections (and the optional GNN) run once over the
+nodes, and tokens are gathered from them by id; without a GNN only the nodes that
+occur in the batch are projected.
+
+A block carries two residual streams, the tokens X [B, S, d] and the reservoir
+C [B, m, d_c] (spec 1.(6)); for backends without a reservoir C is ``None``::
+
+    A, U = Attn.attend(LN1(X), mask, LN1c(C))
+    X = X + Drop(A)                          C = C + U          (U = W_Oc concat_h(u))
+    X = X + Drop(FFN(LN2(X)))                C = C + FFN_c(LN2c(C))
+
+C starts from the first layer's learned reservoir E (``initial_reservoir``); a causal
+backend returns no update U, so its reservoir is never written from the sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from brlgraph.errors import ConfigError
+from brlgraph.nn.encoders import LocalGNNEncoder, NodeInputEncoder
+from brlgraph.sequences import (
+    DEFAULT_MAX_HOPS,
+    GraphView,
+    NodeSequences,
+    inverse_permutation,
+    node_order,
+)
+
+_WINDOWED = ("brl", "local")
+
+
+def attention_options(
+    attention: str, window: int, reservoir: int, dropout: float, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Keyword options of ``make_attention`` for ``attention``; ``extra`` overrides them."""
+    opts: dict[str, Any] = {}
+    if attention in _WINDOWED:
+        opts["window"] = window
+    if attention == "brl":
+        opts["num_compressed"] = reservoir
+    if dropout:
+        opts["dropout"] = dropout
+    opts.update(extra or {})
+    return opts
+
+
+class FeedForward(nn.Sequential):
+    """x -> W_2 Drop(GELU(W_1 x)), hidden size ``mult * dim``."""
+
+    def __init__(self, dim: int, mult: int = 2, dropout: float = 0.0) -> None:
+        super().__init__(
+            nn.Linear(dim, mult * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mult * dim, dim)
+        )
+
+
+class BRLBlock(nn.Module):
+    """One pre-norm block over the token stream and, if the backend has one, the reservoir.
+
+    See the module docstring for the equations. x [B, S, d], mask [B, S] (True =
+    valid) or ``None``, reservoir [B, m, d_c] or ``None`` -> (x, reservoir).
+    """
+
+    def __init__(
+        self, dim: int, heads: int, attention: str = "brl", ff_mult: int = 2,
+        dropout: float = 0.0, **attention_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        from brlgraph.nn.attention import make_attention
+
+        self.attn = make_attention(attention, dim, heads, **attention_kwargs)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, ff_mult, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.uses_reservoir = bool(getattr(self.attn, "uses_reservoir", False))
+        if self.uses_reservoir:
+            dc = self.attn.compressed_dim
+            self.norm1_c, self.norm2_c = nn.LayerNorm(dc), nn.LayerNorm(dc)
+            self.ff_c = FeedForward(dc, ff_mult, dropout)
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, reservoir: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        if not self.uses_reservoir:
+            out, _ = self.attn.attend(self.norm1(x), mask, None)
+            x = x + self.dropout(out)
+            return x + self.dropout(self.ff(self.norm2(x))), reservoir
+        if reservoir is None:
+            reservoir = self.attn.initial_reservoir(x.shape[0])
+        out, update = self.attn.attend(self.norm1(x), mask, self.norm1_c(reservoir))
+        x = x + self.dropout(out)
+        if update is not None:
+            reservoir = reservoir + update
+        x = x + self.dropout(self.ff(self.norm2(x)))
+        reservoir = reservoir + self.ff_c(self.norm2_c(reservoir))
+        return x, reservoir
+
+
+class BRLBlocks(nn.ModuleList):
+    """L :class:`BRLBlock` s; the reservoir stream starts from the first block's E."""
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        reservoir = None
+        for block in self:
+            x, reservoir = block(x, mask, reservoir)
+        return x, reservoir
+
+
+class _GraphModel(nn.Module):
+    """Shared parts: node input encoder, optional GNN, blocks, readout."""
+
+    def __init__(
+        self,
+        in_dims: list[int | None],
+        num_nodes: list[int],
+        num_classes: int,
+        *,
+        hidden: int = 256,
+        layers: int = 2,
+        heads: int = 8,
+        attention: str = "brl",
+        window: int = 16,
+        reservoir: int = 16,
+        attention_options_: dict[str, Any] | None = None,
+        dropout: float = 0.2,
+        attention_dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        gnn_layers: int = 0,
+        gnn: str = "gcn",
+        ff_mult: int = 2,
+    ) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ConfigError(f"model.hidden ({hidden}) must be divisible by model.heads ({heads})")
+        if layers < 1:
+            raise ConfigError(f"model.layers must be >= 1, got {layers}")
+        self.encoder = NodeInputEncoder(in_dims, num_nodes, hidden, input_dropout)
+        self.gnn = LocalGNNEncoder(hidden, gnn_layers, gnn, dropout=dropout) if gnn_layers else None
+        opts = attention_options(attention, window, reservoir, attention_dropout, attention_options_)
+        self.blocks = BRLBlocks(
+            BRLBlock(hidden, heads, attention, ff_mult, dropout, **opts) for _ in range(layers)
+        )
+        dcs = {b.attn.compressed_dim for b in self.blocks if b.uses_reservoir}
+        if len(dcs) > 1:
+            raise ConfigError("all layers must share one reservoir size (compressed_dim)")
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(hidden)
+        self.head = nn.Linear(hidden, num_classes)
+        self.attention = attention
+
+    @staticmethod
+    def _data_sizes(data, num_classes: int | None) -> tuple[GraphView, list, list, int]:
+        graph = GraphView.from_data(data)
+        in_dims = [None if graph.x_dict.get(t) is None else int(graph.x_dict[t].shape[1])
+                   for t in graph.node_types]
+        num_nodes = [graph.num_nodes_dict[t] for t in graph.node_types]
+        if num_classes is None:
+            num_classes = getattr(data, "num_classes", None)
+            if num_classes is None:
+                raise ConfigError("num_classes is unknown: pass num_classes= or set data.num_classes")
+        return graph, in_dims, num_nodes, int(num_classes)
+
+    def node_states(self, graph: GraphView, ids: Tensor | None = None) -> Tensor:
+        """Input states of the nodes before the blocks: projection (+ GNN), [N, d].
+
+        With ``ids`` [K] and no GNN, only those nodes are projected ([K, d]); with a
+        GNN all N nodes are computed and ``ids`` selects rows.
+        """
+        if self.gnn is None:
+            return self.encoder(graph, ids)
+        h = self.gnn(self.encoder(graph), graph.edge_index.to(self.head.weight.device))
+        return h if ids is None else h[ids]
+
+    def readout(self, x: Tensor) -> Tensor:
+        """Final states [*, d] -> logits [*, C]."""
+        return self.head(self.dropout(self.norm(x)))
+
+
+class BRLFormer(_GraphModel):
+    r"""Node-as-sequence graph transformer (spec 4.1) with any attention backend.
+
+    For a target v with tokens :math:`T(v) = [v, t_1, \dots, t_{S-1}]`:
+
+    .. math::
+        z_j = h_{t_j} + e^{\mathrm{hop}}_{\mathrm{hop}(t_j)}, \quad
+        Z^{(L)} = \mathrm{Blocks}(Z^{(0)}, \mathrm{mask}), \quad
+        \mathrm{logits}(v) = W\,\mathrm{LN}(z^{(L)}_0) + b
+
+    where :math:`h` are the node states of :meth:`node_states` (type projection +
+    node-type embedding, optionally a GNN). Each sequence has its own reservoir,
+    initialised from E.
+
+    Args:
+        in_dims: feature size per node type in the graph's type order (``None`` = featureless).
+        num_nodes: nodes per type.
+        num_classes: C.
+        hidden, layers, heads: d, L, H.
+        attention: a backend of ``brlgraph.nn.ATTENTION_BACKENDS``.
+        window: local window half-width (``brl``, ``local``).
+        reservoir: m, compressed tokens of ``brl``.
+        attention_options: further keyword options of ``make_attention``.
+        dropout: dropout of the residual branches, token inputs and readout.
+        attention_dropout: passed to the backend as ``dropout`` when non-zero.
+        input_dropout: dropout on raw node features.
+        gnn_layers, gnn: local GNN encoder (0 layers = none; ``gcn``/``sage``/``gat``).
+        max_hops: largest hop distance of the hop embedding.
+
+    Shapes: ``forward(graph, seqs)`` with ``seqs`` of T rows and S tokens -> [T, C].
+    """
+
+    def __init__(
+        self,
+        in_dims: list[int | None],
+        num_nodes: list[int],
+        num_classes: int,
+        *,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        attention_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(in_dims, num_nodes, num_classes, attention_options_=attention_options, **kwargs)
+        self.max_hops = max_hops
+        self.hop_emb = nn.Embedding(max_hops + 1, self.head.in_features)
+
+    @classmethod
+    def from_data(cls, data, num_classes: int | None = None, **hparams: Any) -> BRLFormer:
+        """Build for ``data`` (``Data``, ``HeteroData`` or ``GraphView``): sizes read from it."""
+        _, in_dims, num_nodes, num_classes = cls._data_sizes(data, num_classes)
+        return cls(in_dims, num_nodes, num_classes, **hparams)
+
+    def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None) -> Tensor:
+        """Token inputs [T, S, d] of the sequences (zeros at padding)."""
+        device = self.head.weight.device
+        ids, hops, mask = seqs.ids.to(device), seqs.hops.to(device), seqs.mask.to(device)
+        if int(hops.max()) > self.max_hops:
+            raise ConfigError(
+                f"sequences reach hop {int(hops.max())} but the model embeds hops up to "
+                f"{self.max_hops}; build the model with max_hops >= sequences.max_hops"
+            )
+        safe = ids.clamp(min=0)
+        if node_states is not None:
+            h = node_states[safe]
+        elif self.gnn is None:
+            uniq, inverse = torch.unique(safe, return_inverse=True)
+            h = self.node_states(graph, uniq)[inverse]
+        else:
+            h = self.node_states(graph)[safe]
+        z = h + self.hop_emb(hops.clamp(min=0))
+        return self.dropout(z * mask.unsqueeze(-1))
+
+    def forward(
+        self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None
+    ) -> Tensor:
+        """Logits [T, C] of the targets of ``seqs`` (optionally from precomputed node states)."""
+        x, _ = self.blocks(self.tokens(graph, seqs, node_states), seqs.mask.to(self.head.weight.device))
+        return self.readout(x[:, 0])
+
+
+class BRLGraphSequenceModel(_GraphModel):
+    r"""Graph-as-one-sequence transformer (spec 4.2): all nodes form one sequence.
+
+    .. math::
+        Z^{(0)} = [h_{\pi(1)}, \dots, h_{\pi(N)}] \in \mathbb{R}^{1 \times N \times d},
+        \quad \mathrm{logits}(\pi(i)) = W\,\mathrm{LN}(z^{(L)}_i) + b
+
+    with :math:`\pi` a locality-preserving order (``order``: ``"rcm"``, ``"bfs"``,
+    ``"identity"``), computed once per graph and cached. Same arguments as
+    :class:`BRLFormer` (no hop embedding), plus ``order``.
+
+    Shapes: ``forward(graph)`` -> [N, C], rows in the graph's own node order.
+    """
+
+    def __init__(
+        self,
+        in_dims: list[int | None],
+        num_nodes: list[int],
+        num_classes: int,
+        *,
+        order: str = "rcm",
+        attention_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(in_dims, num_nodes, num_classes, attention_options_=attention_options, **kwargs)
+        self.order = order
+        self._order_cache: tuple[GraphView, Tensor] | None = None
+
+    @classmethod
+    def from_data(cls, data, num_classes: int | None = None, **hparams: Any) -> BRLGraphSequenceModel:
+        """Build for ``data`` (``Data``, ``HeteroData`` or ``GraphView``): sizes read from it."""
+        _, in_dims, num_nodes, num_classes = cls._data_sizes(data, num_classes)
+        return cls(in_dims, num_nodes, num_classes, **hparams)
+
+    def node_permutation(self, graph: GraphView) -> Tensor:
+        """The sequence order of ``graph``'s nodes [N] (cached for the last graph seen)."""
+        if self._order_cache is None or self._order_cache[0] is not graph:
+            self._order_cache = (graph, node_order(graph, self.order))
+        return self._order_cache[1]
+
+    def forward(self, graph: GraphView, order: Tensor | None = None) -> Tensor:
+        """Logits [N, C] of every node (``order`` overrides the cached permutation)."""
+        device = self.head.weight.device
+        perm = (self.node_permutation(graph) if order is None else order).to(device)
+        h = self.dropout(self.node_states(graph))
+        x, _ = self.blocks(h[perm].unsqueeze(0))
+        return self.readout(x[0][inverse_permutation(perm)])

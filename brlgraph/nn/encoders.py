@@ -1,0 +1,126 @@
+"""Node input encoders of the graph transformer (spec 4.1): features -> hidden states.
+
+- :class:`NodeInputEncoder`: a type-specific projection of every node's features
+  (a learned embedding per node for featureless types) plus a node-type embedding.
+- :class:`LocalGNNEncoder`: a few message-passing layers over the whole graph
+  (HINormer's local structure encoder), on the homogeneous view of the graph.
+
+Both work on a :class:`~brlgraph.sequences.GraphView`, whose global node order is
+type by type, so per-type outputs concatenate into one [N, d] matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import GATConv, GCNConv, SAGEConv
+
+from brlgraph.errors import ConfigError
+from brlgraph.sequences import GraphView
+
+GNN_KINDS = ("gcn", "sage", "gat")
+
+
+class NodeInputEncoder(nn.Module):
+    r"""Type-specific input projection plus node-type embedding.
+
+    .. math::
+        h_v = \mathrm{Drop}(x_v) W_{t(v)} + b_{t(v)} + e_{t(v)}
+
+    with :math:`x_v W_{t(v)}` replaced by a learned row :math:`E_{t(v)}[v]` for
+    featureless node types.
+
+    Args:
+        in_dims: feature size of each node type, in the graph's type order
+            (``None`` = featureless).
+        num_nodes: number of nodes of each type (sizes the embeddings of featureless types).
+        hidden: d, the output size.
+        input_dropout: dropout on raw input features.
+    """
+
+    def __init__(
+        self,
+        in_dims: list[int | None],
+        num_nodes: list[int],
+        hidden: int,
+        input_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.in_dims, self.hidden = list(in_dims), hidden
+        self.proj = nn.ModuleList(
+            nn.Linear(f, hidden) if f is not None else nn.Embedding(n, hidden)
+            for f, n in zip(in_dims, num_nodes, strict=True)
+        )
+        self.type_emb = nn.Embedding(len(in_dims), hidden)
+        self.input_dropout = nn.Dropout(input_dropout)
+
+    def _project(self, graph: GraphView, t: int, local: Tensor | None) -> Tensor:
+        name, proj = graph.node_types[t], self.proj[t]
+        if isinstance(proj, nn.Embedding):
+            return proj.weight if local is None else proj(local)
+        x = graph.x_dict[name]
+        if x is None:
+            raise ConfigError(f"node type {name!r} has no features but the model expects some")
+        x = x.to(proj.weight.device)
+        return proj(self.input_dropout(x if local is None else x[local]))
+
+    def forward(self, graph: GraphView, ids: Tensor | None = None) -> Tensor:
+        """Hidden states of all N nodes [N, d], or of the global ids ``ids`` [K] -> [K, d]."""
+        if len(graph.node_types) != len(self.proj):
+            raise ConfigError(
+                f"the model was built for {len(self.proj)} node types, the graph has {graph.node_types}"
+            )
+        device = self.type_emb.weight.device
+        if ids is None:
+            h = torch.cat([self._project(graph, t, None) for t in range(len(self.proj))])
+            return h + self.type_emb(graph.node_type.to(device))
+        types = graph.node_type.to(device)[ids]
+        h = self.type_emb(types)
+        for t, name in enumerate(graph.node_types):
+            sel = (types == t).nonzero().squeeze(1)
+            if sel.numel():
+                h = h.index_add(0, sel, self._project(graph, t, ids[sel] - graph.offsets[name]))
+        return h
+
+
+class LocalGNNEncoder(nn.Module):
+    r"""Residual message-passing layers over the homogeneous view of the graph.
+
+    .. math::
+        h \leftarrow h + \mathrm{Drop}(\mathrm{GELU}(\mathrm{GNN}_l(\mathrm{LN}_l(h), A)))
+        \quad l = 1..L
+
+    Args:
+        hidden: d (input and output size).
+        num_layers: L (0 = identity).
+        kind: ``"gcn"``, ``"sage"`` or ``"gat"`` (torch-geometric layers).
+        heads: attention heads of GAT (``hidden`` must be divisible by them).
+        dropout: dropout on each layer's output.
+    """
+
+    def __init__(
+        self, hidden: int, num_layers: int = 2, kind: str = "gcn", heads: int = 4, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if kind not in GNN_KINDS:
+            raise ConfigError(f"unknown GNN kind {kind!r}; choose one of {GNN_KINDS}")
+        if kind == "gat" and hidden % heads:
+            raise ConfigError(f"hidden size {hidden} is not divisible by GAT heads {heads}")
+
+        def conv() -> nn.Module:
+            if kind == "gcn":
+                return GCNConv(hidden, hidden)
+            if kind == "sage":
+                return SAGEConv(hidden, hidden)
+            return GATConv(hidden, hidden // heads, heads=heads)
+
+        self.kind = kind
+        self.convs = nn.ModuleList(conv() for _ in range(num_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: Tensor, edge_index: Tensor) -> Tensor:
+        """h [N, d], edge_index [2, E] -> [N, d]."""
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            h = h + self.dropout(nn.functional.gelu(conv(norm(h), edge_index)))
+        return h
