@@ -1,0 +1,164 @@
+"""BRLFormer / BRLGraphSequenceModel: shapes, streams, equivalences, a real-data overfit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Data, HeteroData
+
+from brlgraph.errors import ConfigError
+from brlgraph.nn import ATTENTION_BACKENDS
+from brlgraph.nn.brlformer import BRLFormer, BRLGraphSequenceModel
+from brlgraph.sequences import GraphView, hop_ordered_sequences
+
+
+def toy_hetero(seed: int = 0) -> HeteroData:
+    g = torch.Generator().manual_seed(seed)
+    data = HeteroData()
+    data["author"].x = torch.randn(30, 6, generator=g)
+    data["paper"].x = torch.randn(50, 9, generator=g)
+    data["venue"].num_nodes = 4  # featureless: learned embedding
+    data["author", "writes", "paper"].edge_index = torch.stack(
+        [torch.randint(0, 30, (80,), generator=g), torch.randint(0, 50, (80,), generator=g)]
+    )
+    data["paper", "in", "venue"].edge_index = torch.stack([torch.arange(50), torch.arange(50) % 4])
+    data["author"].num_nodes = 30
+    data.num_classes = 3
+    return data
+
+
+SMALL = dict(hidden=16, heads=2, layers=2, window=2, reservoir=4, dropout=0.0)
+
+
+@pytest.mark.parametrize("attention", ATTENTION_BACKENDS)
+def test_shapes_for_every_backend(attention):
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    model = BRLFormer.from_data(data, attention=attention, **SMALL)
+    seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)
+    logits = model(graph, seqs[:7])
+    assert logits.shape == (7, 3) and torch.isfinite(logits).all()
+    logits.square().sum().backward()
+    for name in ("encoder.proj.0.weight", "encoder.proj.2.weight", "hop_emb.weight", "head.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("attention", ["brl", "full"])
+def test_rows_are_independent_and_padding_ignored(attention):
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    model = BRLFormer.from_data(data, attention=attention, **SMALL).eval()
+    seqs = hop_ordered_sequences(graph, None, 40, node_type="author")  # long: many padded rows
+    assert (~seqs.mask).any()
+    full = model(graph, seqs)
+    alone = torch.cat([model(graph, seqs[i:i + 1]) for i in (0, 5, 29)])
+    torch.testing.assert_close(alone, full[[0, 5, 29]], rtol=1e-4, atol=1e-5)
+    # features of nodes outside a target's sequence do not matter (no GNN)
+    row = int(seqs.mask.sum(1).argmin())
+    outside = torch.ones(graph.num_nodes, dtype=torch.bool)
+    outside[seqs.ids[row][seqs.mask[row]]] = False
+    data2 = toy_hetero()
+    data2["paper"].x[outside[30:80]] += 5.0
+    data2["author"].x[outside[:30]] += 5.0
+    out2 = model(GraphView.from_data(data2), seqs[row:row + 1])
+    torch.testing.assert_close(out2, full[row:row + 1], rtol=1e-4, atol=1e-5)
+
+
+def test_reservoir_stream_is_carried_through_layers():
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    model = BRLFormer.from_data(data, attention="brl", **SMALL).eval()
+    seqs = hop_ordered_sequences(graph, None, 12, node_type="author")
+    x = model.tokens(graph, seqs)
+    out, reservoir = model.blocks(x, seqs.mask)
+    block0 = model.blocks[0]
+    assert reservoir.shape == (30, block0.attn.num_compressed, block0.attn.compressed_dim)
+    # the reservoir differs per sequence (written from each sequence)
+    assert (reservoir - reservoir[:1]).abs().amax() > 1e-4
+    before = model(graph, seqs)
+    # block 0's reservoir feed-forward reaches the output only through the carried stream
+    # (a random shift: a constant one would vanish in the next LayerNorm)
+    with torch.no_grad():
+        block0.ff_c[-1].bias.add_(torch.randn(block0.attn.compressed_dim))
+    assert (model(graph, seqs) - before).abs().amax() > 1e-5
+    # the last block's reservoir feed-forward cannot reach the output
+    with torch.no_grad():
+        after = model(graph, seqs)
+        model.blocks[-1].ff_c[-1].bias.add_(torch.randn(block0.attn.compressed_dim))
+        torch.testing.assert_close(model(graph, seqs), after)
+
+
+@pytest.mark.parametrize("gnn", ["gcn", "sage", "gat"])
+def test_gnn_encoder_and_precomputed_states(gnn):
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    model = BRLFormer.from_data(data, gnn_layers=2, gnn=gnn, **SMALL).eval()
+    seqs = hop_ordered_sequences(graph, None, 4, node_type="author")
+    with torch.no_grad():
+        h = model.node_states(graph)
+        assert h.shape == (graph.num_nodes, 16)
+        before = model(graph, seqs)
+        torch.testing.assert_close(model(graph, seqs, node_states=h), before)
+        # with a GNN, a paper next to the sequence (but not in it) reaches the target
+        row = 0
+        inside = set(seqs.ids[row][seqs.mask[row]].tolist())
+        ei = graph.edge_index
+        near = {int(v) for u, v in ei.t().tolist() if u in inside and v not in inside and 30 <= v < 80}
+        paper = min(near) - 30
+        data["paper"].x[paper] += 3.0
+        after = model(GraphView.from_data(data), seqs)
+    assert (after[row] - before[row]).abs().amax() > 1e-5
+
+
+def test_homogeneous_data_and_errors():
+    data = Data(x=torch.randn(20, 5), edge_index=torch.randint(0, 20, (2, 60)), num_classes=4)
+    graph = GraphView.from_data(data)
+    model = BRLFormer.from_data(data, **SMALL)
+    seqs = hop_ordered_sequences(graph, None, 8, max_hops=4)
+    assert model(graph, seqs).shape == (20, 4)
+    deep = hop_ordered_sequences(graph, None, 8, max_hops=4)
+    small = BRLFormer.from_data(data, max_hops=1, **SMALL)
+    if int(deep.hops.max()) > 1:
+        with pytest.raises(ConfigError, match="max_hops"):
+            small(graph, deep)
+    with pytest.raises(ConfigError, match="divisible"):
+        BRLFormer.from_data(data, hidden=15, heads=2)
+    with pytest.raises(ConfigError, match="num_classes"):
+        BRLFormer.from_data(Data(x=torch.randn(3, 2), edge_index=torch.zeros(2, 0, dtype=torch.long)))
+
+
+def test_graph_sequence_model():
+    data = Data(x=torch.randn(40, 5), edge_index=torch.randint(0, 40, (2, 120)), num_classes=3)
+    graph = GraphView.from_data(data)
+    model = BRLGraphSequenceModel.from_data(data, attention="full", order="rcm", **SMALL).eval()
+    out = model(graph)
+    assert out.shape == (40, 3)
+    # full attention has no notion of position: any order gives the same per-node logits
+    perm = torch.randperm(40)
+    torch.testing.assert_close(model(graph, order=perm), out, rtol=1e-4, atol=1e-5)
+    # BRL's window makes the order matter
+    brl = BRLGraphSequenceModel.from_data(data, attention="brl", order="bfs", **SMALL).eval()
+    assert (brl(graph, order=perm) - brl(graph)).abs().amax() > 1e-5
+    assert brl.node_permutation(graph) is brl.node_permutation(graph)
+
+
+def test_overfits_a_few_dblp_authors(shared_data, monkeypatch, cache_dir):
+    monkeypatch.setenv("BRLGRAPH_DATA", str(shared_data))
+    from brlgraph.data import load_hgb
+
+    data = load_hgb("DBLP")
+    graph = GraphView.from_data(data)
+    torch.manual_seed(0)
+    labelled = torch.nonzero(data["author"].train_mask).squeeze(1)[:48]
+    seqs = hop_ordered_sequences(graph, labelled, 16, node_type="author", max_hops=2)
+    y = data["author"].y[labelled]
+    model = BRLFormer.from_data(data, hidden=32, heads=4, layers=1, window=4, reservoir=4, dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        loss = torch.nn.functional.cross_entropy(model(graph, seqs), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    acc = (model(graph, seqs).argmax(1) == y).float().mean()
+    assert acc >= 0.95, (float(loss), float(acc))
