@@ -86,7 +86,7 @@ def hop_ordered_sequences(
     max_hops: int = DEFAULT_MAX_HOPS,
     seed: int = 0,
     node_type: str | None = None,
-    chunk_size: int = 2048,
+    chunk_size: int = 512,
 ) -> NodeSequences:
     """Hop-ordered sequences of ``seq_len`` tokens for each target node.
 
@@ -156,7 +156,7 @@ class HopSequenceSampler:
         max_hops: int = DEFAULT_MAX_HOPS,
         seed: int = 0,
         node_type: str | None = None,
-        chunk_size: int = 2048,
+        chunk_size: int = 512,
     ) -> None:
         self.graph, self.targets, self.seq_len = graph, targets, seq_len
         self.max_hops, self.seed, self.node_type, self.chunk_size = max_hops, seed, node_type, chunk_size
@@ -186,6 +186,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 # ---------------------------------------------------------------------------- internals
 _U = np.uint64
+# Margin of the priority pre-filter (see _fill_chunk); any value gives the same result,
+# smaller ones redo more rows, larger ones sort more candidates.
+_KEEP_FACTOR = 3.0
+_KEEP_SLACK = 32.0
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -235,23 +239,32 @@ def _fill_chunk(
     node_mask = _U((1 << node_bits) - 1)
     target_hash = _splitmix64(targets.astype(np.uint64) ^ seed_hash)
 
-    def encode(rows: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-        nodes = nodes.astype(np.uint64)
-        prio = _splitmix64(target_hash[rows] ^ nodes) >> _U(64 - prio_bits)
-        return (rows.astype(np.uint64) << row_shift) | (prio << _U(node_bits)) | nodes
+    def candidate_keys(rows: np.ndarray, nodes: np.ndarray, limit: np.ndarray | None) -> np.ndarray:
+        """Sorted distinct keys of (row, node) pairs not seen at earlier hops.
+
+        With ``limit`` (per row), pairs of priority >= limit[row] are dropped first.
+        """
+        nodes_u = nodes.astype(np.uint64)
+        prio = _splitmix64(target_hash[rows] ^ nodes_u) >> _U(64 - prio_bits)
+        if limit is not None:
+            keep = prio < limit[rows]
+            rows, nodes_u, prio = rows[keep], nodes_u[keep], prio[keep]
+        keys = (rows.astype(np.uint64) << row_shift) | (prio << _U(node_bits)) | nodes_u
+        keys = _sorted_unique(keys)  # by (row, priority, node)
+        return keys[~(_in_sorted(keys, prev1) | _in_sorted(keys, prev2))]
 
     ids[:, 0] = targets
     hops[:, 0] = 0
     filled = np.ones(t, dtype=np.int64)
     rows = np.arange(t, dtype=np.int64)
     nodes = targets.astype(np.int64)
-    prev1 = np.sort(encode(rows, nodes))  # hop h-1 keys
-    prev2 = np.empty(0, dtype=np.uint64)  # hop h-2 keys
+    prev1 = prev2 = np.empty(0, dtype=np.uint64)
+    prev1 = candidate_keys(rows, nodes, None)  # hop h-1 keys
     indptr, indices = graph.indptr, graph.indices
     for h in range(1, max_hops + 1):
         if rows.size == 0:
             break
-        # Expand the frontier: every (row, neighbour) pair, as packed keys.
+        # Expand the frontier: every (row, neighbour) pair.
         begin = indptr[nodes]
         deg = indptr[nodes + 1] - begin
         total = int(deg.sum())
@@ -260,8 +273,26 @@ def _fill_chunk(
         cand_rows = np.repeat(rows, deg)
         offset = np.repeat(begin - (np.cumsum(deg) - deg), deg)
         cand_nodes = indices[offset + np.arange(total, dtype=np.int64)]
-        keys = _sorted_unique(encode(cand_rows, cand_nodes))  # by (row, priority, node)
-        keys = keys[~(_in_sorted(keys, prev1) | _in_sorted(keys, prev2))]
+        # Only pairs of small priority can be among the `budget` smallest of a row, so
+        # rows with many candidates keep a fraction ~ 3 (b + 8 sqrt(b) + 32) / candidates
+        # of them before sorting; the rare row that comes out short is redone in full.
+        budget = seq_len - filled
+        wanted = _KEEP_FACTOR * (budget + 8.0 * np.sqrt(budget) + _KEEP_SLACK)
+        frac = wanted / np.maximum(np.bincount(cand_rows, minlength=t), 1)
+        filtered = frac < 1.0
+        if filtered.any():
+            limit = np.where(filtered, (np.minimum(frac, 1.0) * 2.0**prio_bits).astype(np.uint64),
+                             _U(1 << prio_bits))
+            keys = candidate_keys(cand_rows, cand_nodes, limit)
+            key_rows = (keys >> row_shift).astype(np.int64)
+            short = filtered & (np.bincount(key_rows, minlength=t) < budget)
+            if short.any():
+                redo = short[cand_rows]
+                keys = np.sort(np.concatenate([
+                    keys[~short[key_rows]], candidate_keys(cand_rows[redo], cand_nodes[redo], None)
+                ]))
+        else:
+            keys = candidate_keys(cand_rows, cand_nodes, None)
         if keys.size == 0:
             break
         rows = (keys >> row_shift).astype(np.int64)
@@ -269,7 +300,6 @@ def _fill_chunk(
         # Rank of each candidate within its row, in priority order; keep the budget.
         counts = np.bincount(rows, minlength=t)
         rank = np.arange(keys.size, dtype=np.int64) - (np.cumsum(counts) - counts)[rows]
-        budget = seq_len - filled
         take = rank < budget[rows]
         r_take = rows[take]
         pos = filled[r_take] + rank[take]

@@ -50,7 +50,7 @@ def bfs_order(graph: GraphView, start: int | None = None) -> Tensor:
     else:
         roots = []
     # Component roots: minimum-degree node of each component (peripheral-ish start).
-    _, labels = sp.csgraph.connected_components(adj, directed=False)
+    _, labels = sp.csgraph.connected_components(adj, directed=True, connection="weak")
     by_label = np.lexsort((deg, labels))
     first = np.ones(n, dtype=bool)
     first[1:] = labels[by_label][1:] != labels[by_label][:-1]
@@ -58,7 +58,8 @@ def bfs_order(graph: GraphView, start: int | None = None) -> Tensor:
     for r in roots:
         if seen[r]:
             continue
-        part = breadth_first_order(adj, r, directed=False, return_predecessors=False)
+        # the adjacency is symmetric: directed=True avoids a transpose per call
+        part = breadth_first_order(adj, r, directed=True, return_predecessors=False)
         seen[part] = True
         parts.append(part)
     order = np.concatenate(parts) if parts else np.empty(0, np.int64)

@@ -150,3 +150,17 @@ def test_heterogeneous_mapping():
     check_against_bfs(graph, hop_ordered_sequences(graph, None, 9), 4)
     with pytest.raises(Exception, match="unknown node type"):
         graph.global_index("term", 0)
+
+
+@pytest.mark.parametrize("factor", [0.05, 0.5])
+def test_priority_prefilter_gives_the_exact_result(monkeypatch, factor):
+    import brlgraph.sequences.hop_ordered as ho
+
+    graph = random_view(400, 4000, 7, isolated=5)  # avg degree 20: hop 2 has ~400 candidates
+    monkeypatch.setattr(ho, "_KEEP_FACTOR", float("inf"))  # never filter
+    exact = hop_ordered_sequences(graph, None, 48, seed=11)
+    monkeypatch.setattr(ho, "_KEEP_FACTOR", factor)  # filter hard: many rows redone
+    monkeypatch.setattr(ho, "_KEEP_SLACK", 0.0)
+    fast = hop_ordered_sequences(graph, None, 48, seed=11)
+    assert torch.equal(exact.ids, fast.ids) and torch.equal(exact.hops, fast.hops)
+    check_against_bfs(graph, fast, 4)
