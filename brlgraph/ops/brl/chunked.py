@@ -38,6 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 NEG_INF = float("-inf")
+# Masked window scores: finite, so a fully masked row softmaxes to finite garbage
+# (zeroed by the query mask) instead of NaN; exp(-1e30 - x) is exactly 0 elsewhere.
+MASKED = -1e30
 
 # Tokens per chunk: keeps each chunk's scores ([BH, T, nwin * c] floats) near the caches.
 DEFAULT_CHUNK_TOKENS = 512
@@ -84,7 +87,7 @@ class _Geometry:
             ok = rel >= 0 if self.causal else torch.ones_like(rel, dtype=torch.bool)
         else:
             ok = (rel >= 0) & (rel <= w) if self.causal else rel.abs() <= w
-        return torch.zeros(ok.shape, dtype=dtype, device=device).masked_fill_(~ok, NEG_INF)
+        return torch.zeros(ok.shape, dtype=dtype, device=device).masked_fill_(~ok, MASKED)
 
 
 def _geometry(
@@ -132,15 +135,43 @@ def _safe(x: Tensor, fill: float = 0.0) -> Tensor:
     return torch.where(torch.isfinite(x), x, torch.full_like(x, fill))
 
 
-def _local_scores(qs_b: Tensor, k_ext: Tensor, kbias_ext: Tensor, s0: int, g: _Geometry,
-                  pattern: Tensor) -> tuple[Tensor, Tensor]:
-    """Scores [BH, nb, c, nwin c] of one chunk's buckets and the key windows."""
-    nb = qs_b.shape[1]
-    k_win = _windows(k_ext, s0, nb, g)
-    s = qs_b @ k_win.transpose(-1, -2)
-    s += _windows(kbias_ext, s0, nb, g)[:, :, None, :]
-    s += pattern
-    return s, k_win
+class _Keys:
+    """Padded keys/values and key-padding biases shared by forward and backward."""
+
+    def __init__(self, k: Tensor, v: Tensor, kvalid: Tensor, g: _Geometry):
+        w = g.window
+        self.g = g
+        self.k_ext = F.pad(k, (0, 0, w, w))
+        self.v_ext = F.pad(v, (0, 0, w, w))
+        # Finite "minus infinity" inside windows: a row whose keys are all masked (a padded
+        # query) stays finite, and its output is zeroed by the query mask.
+        self.kbias_ext = F.pad(
+            torch.zeros(kvalid.shape, dtype=k.dtype, device=k.device).masked_fill_(~kvalid, MASKED),
+            (w, w), value=MASKED)
+        self.kvalid_ext = F.pad(kvalid, (w, w), value=False)
+        self.kbias = torch.zeros(kvalid.shape, dtype=k.dtype, device=k.device).masked_fill_(
+            ~kvalid, NEG_INF)
+        self.kvalid = kvalid
+        self.pattern = g.pattern_bias(k.dtype, k.device)
+
+    def local_probs(self, qs_b: Tensor, s0: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Window softmax [BH, nb, c, nwin c] of one chunk's buckets, key and value windows."""
+        g, nb = self.g, qs_b.shape[1]
+        k_win = _windows(self.k_ext, s0, nb, g)
+        s = qs_b @ k_win.transpose(-1, -2)
+        span = slice(s0, s0 + (nb + g.nwin - 1) * g.bucket)
+        if bool(self.kvalid_ext[:, span].all()):
+            s += self.pattern
+        else:
+            s += self.pattern + _windows(self.kbias_ext, s0, nb, g)[:, :, None, :]
+        return torch.softmax(s, dim=-1), k_win, _windows(self.v_ext, s0, nb, g)
+
+    def write_scores(self, rqw: Tensor, kc: Tensor, sl: slice) -> Tensor:
+        """Write-hop scores [BH, ng, M, G] (-inf at padded keys) of one chunk."""
+        sw = rqw @ kc.transpose(-1, -2)
+        if not bool(self.kvalid[:, sl].all()):
+            sw += self.kbias[:, sl].unflatten(1, kc.shape[1:3])[:, :, None, :]
+        return sw
 
 
 def _combine(m: Tensor, l: Tensor, num: Tensor, mk: Tensor, lk: Tensor, numk: Tensor):
@@ -179,35 +210,27 @@ class _BRLFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, rq, rk, tau_w, tau_r, lam, kvalid, qvalid, init_lse, init_u, g):
         BH, Np, D = q.shape
-        w, T, c, G = g.window, g.chunk, g.bucket, g.group
+        T, c, G = g.chunk, g.bucket, g.group
+        nb, ng = T // c, T // G
         scale = D**-0.5
         reservoir = rq is not None
-        pattern = g.pattern_bias(q.dtype, q.device)
+        keys = _Keys(k, v, kvalid, g)
         qs = q * scale
-        k_ext = F.pad(k, (0, 0, w, w))
-        v_ext = F.pad(v, (0, 0, w, w))
-        kbias = torch.zeros(kvalid.shape, dtype=q.dtype, device=q.device).masked_fill_(
-            ~kvalid, NEG_INF)
-        kbias_ext = F.pad(kbias, (w, w), value=NEG_INF)
         tiny = torch.finfo(q.dtype).tiny
         chunks = range(0, Np, T)
 
         # Write hop: partial statistics per group, then LSE-combine or prefix-scan.
         if reservoir:
-            rqs = (rq * scale)[:, None]  # [BH, 1, M, D]
-            tw = tau_w[:, None, None, None]
+            rqw = (rq * (scale * tau_w[:, None, None]))[:, None]  # [BH, 1, M, D]
             ms, ls, nums = [], [], []
             for s0 in chunks:
-                kc = k[:, s0 : s0 + T].unflatten(1, (T // G, G))
-                vc = v[:, s0 : s0 + T].unflatten(1, (T // G, G))
-                sw = rqs @ kc.transpose(-1, -2)
-                sw *= tw
-                sw += kbias[:, s0 : s0 + T].unflatten(1, (T // G, G))[:, :, None, :]
+                sl = slice(s0, s0 + T)
+                sw = keys.write_scores(rqw, k[:, sl].unflatten(1, (ng, G)), sl)
                 mk = sw.amax(-1)
                 p = sw.sub_(_safe(mk)[..., None]).exp_()
                 ms.append(mk)
                 ls.append(p.sum(-1))
-                nums.append(p @ vc)
+                nums.append(p @ v[:, sl].unflatten(1, (ng, G)))
             m_blk, l_blk, num_blk = torch.cat(ms, 1), torch.cat(ls, 1), torch.cat(nums, 1)
             if g.causal:
                 init = None if init_lse is None else (init_lse, init_u)
@@ -220,102 +243,81 @@ class _BRLFunction(torch.autograd.Function):
                 u = (num_blk * wt[..., None]).sum(1) / den.clamp_min(tiny)[..., None]
                 lse_w = ref[:, 0] + torch.log(den)  # [BH, M]
                 u, has = u[:, None], q.new_ones(BH, 1)
-            rkT = rk[:, None].transpose(-1, -2)  # [BH, 1, D, M]
-            tr = tau_r[:, None, None, None]
-            lm = lam[:, None, None]
+            rkwT = (rk * tau_r[:, None, None])[:, None].transpose(-1, -2)  # [BH, 1, D, M]
+            lam_g = lam[:, None] * has  # per group: empty causal reservoir -> local only
 
         y = torch.empty_like(q)
         y_loc = torch.empty_like(q)
-        lse_loc = q.new_empty(BH, Np)
         for s0 in chunks:
-            nb = T // c
-            qs_b = qs[:, s0 : s0 + T].unflatten(1, (nb, c))
-            s, _ = _local_scores(qs_b, k_ext, kbias_ext, s0, g, pattern)
-            mx = _safe(s.amax(-1, keepdim=True))
-            p = s.sub_(mx).exp_()
-            den = p.sum(-1, keepdim=True)
-            yl = (p @ _windows(v_ext, s0, nb, g)) / den.clamp_min(tiny)
-            yl = yl.flatten(1, 2)
-            y_loc[:, s0 : s0 + T] = yl
-            lse_loc[:, s0 : s0 + T] = (mx + torch.log(den)).flatten(1)
+            sl = slice(s0, s0 + T)
+            p, _, v_win = keys.local_probs(qs[:, sl].unflatten(1, (nb, c)), s0)
+            yl = (p @ v_win).flatten(1, 2)
+            y_loc[:, sl] = yl
             if reservoir:
-                ng = T // G
-                qg = qs[:, s0 : s0 + T].unflatten(1, (ng, G))
-                pr = torch.softmax((qg @ rkT) * tr, dim=-1)
-                ug = u[:, s0 // G : s0 // G + ng] if g.causal else u
-                yg = (pr @ ug).flatten(1, 2)
-                hg = (has[:, s0 // G : s0 // G + ng] if g.causal else has)
-                lam_eff = (lm * hg[:, :, None]).expand(BH, ng, G).reshape(BH, T, 1)
-                y[:, s0 : s0 + T] = yl + lam_eff * (yg - yl)
+                gsl = slice(s0 // G, s0 // G + ng) if g.causal else slice(0, 1)
+                pr = torch.softmax(qs[:, sl].unflatten(1, (ng, G)) @ rkwT, dim=-1)
+                yg = pr @ u[:, gsl]
+                ylg = yl.unflatten(1, (ng, G))
+                y[:, sl] = torch.lerp(ylg, yg, lam_g[:, gsl, None, None]).flatten(1, 2)
             else:
-                y[:, s0 : s0 + T] = yl
+                y[:, sl] = yl
         y *= qvalid[..., None]
 
         ctx.g = g
         ctx.reservoir = reservoir
         if reservoir:
             ctx.save_for_backward(q, k, v, rq, rk, tau_w, tau_r, lam, kvalid, qvalid, y_loc,
-                                  lse_loc, lse_w, u, has)
+                                  lse_w, u, has)
             if g.causal:
                 ctx.mark_non_differentiable(u, lse_w)
                 return y, u, lse_w
             ctx.mark_non_differentiable(lse_w)
             return y, u[:, 0], lse_w
-        ctx.save_for_backward(q, k, v, kvalid, qvalid, y_loc, lse_loc)
+        ctx.save_for_backward(q, k, v, kvalid, qvalid, y_loc)
         return y, None, None
 
     @staticmethod
     def backward(ctx, dy, du_out, _dlse):
         g: _Geometry = ctx.g
         if ctx.reservoir:
-            (q, k, v, rq, rk, tau_w, tau_r, lam, kvalid, qvalid, y_loc, lse_loc, lse_w, u,
+            (q, k, v, rq, rk, tau_w, tau_r, lam, kvalid, qvalid, y_loc, lse_w, u,
              has) = ctx.saved_tensors
         else:
-            q, k, v, kvalid, qvalid, y_loc, lse_loc = ctx.saved_tensors
+            q, k, v, kvalid, qvalid, y_loc = ctx.saved_tensors
         BH, Np, D = q.shape
         w, T, c, G = g.window, g.chunk, g.bucket, g.group
+        nb, ng = T // c, T // G
         scale = D**-0.5
-        pattern = g.pattern_bias(q.dtype, q.device)
+        keys = _Keys(k, v, kvalid, g)
         qs = q * scale
-        k_ext = F.pad(k, (0, 0, w, w))
-        v_ext = F.pad(v, (0, 0, w, w))
-        kbias = torch.zeros(kvalid.shape, dtype=q.dtype, device=q.device).masked_fill_(
-            ~kvalid, NEG_INF)
-        kbias_ext = F.pad(kbias, (w, w), value=NEG_INF)
         dy = dy * qvalid[..., None]
-        lse_loc = _safe(lse_loc, math.inf)
         chunks = range(0, Np, T)
 
         dq = torch.zeros_like(q)
-        dk_ext = torch.zeros_like(k_ext)
-        dv_ext = torch.zeros_like(v_ext)
+        dk_ext = torch.zeros_like(keys.k_ext)
+        dv_ext = torch.zeros_like(keys.v_ext)
         if ctx.reservoir:
-            rkT = rk[:, None].transpose(-1, -2)
-            tr = tau_r[:, None, None, None]
-            lm = lam[:, None, None]
+            rkw = (rk * tau_r[:, None, None])[:, None]  # [BH, 1, M, D]
+            lam_g = lam[:, None] * has
             du = torch.zeros_like(u[:, :-1] if g.causal else u)
-            drk = torch.zeros_like(rk)
-            dtau_r = torch.zeros_like(tau_r)
+            drk_raw = torch.zeros_like(rk)
             dlam = torch.zeros_like(lam)
 
         # Pass 1: local backward and read-hop backward, chunk by chunk.
         for s0 in chunks:
-            nb = T // c
             sl = slice(s0, s0 + T)
             dyc, ylc = dy[:, sl], y_loc[:, sl]
             if ctx.reservoir:
-                ng = T // G
                 gsl = slice(s0 // G, s0 // G + ng) if g.causal else slice(0, 1)
-                lam_eff = (lm * has[:, gsl][:, :, None]).expand(BH, ng, G).reshape(BH, T, 1)
+                lg = lam_g[:, gsl, None, None]
                 qg = qs[:, sl].unflatten(1, (ng, G))
-                R = qg @ rkT  # [BH, ng, G, M]
-                pr = torch.softmax(R * tr, dim=-1)
+                pr = torch.softmax(qg @ rkw.transpose(-1, -2), dim=-1)  # [BH, ng, G, M]
                 ug = u[:, gsl]
                 yg = pr @ ug
                 dyg = dyc.unflatten(1, (ng, G))
                 dlam += (dyg * (yg - ylc.unflatten(1, (ng, G)))).sum((2, 3)).mul(
                     has[:, gsl]).sum(1)
-                dog = (dyc * lam_eff).unflatten(1, (ng, G))
+                dog = dyg * lg
                 dug = pr.transpose(-1, -2) @ dog
                 if g.causal:
                     du[:, gsl] += dug
@@ -323,18 +325,15 @@ class _BRLFunction(torch.autograd.Function):
                     du += dug.sum(1, keepdim=True)
                 dpr = dog @ ug.transpose(-1, -2)
                 dsr = dpr.sub_((dog * yg).sum(-1, keepdim=True)).mul_(pr)
-                dq[:, sl] += ((dsr @ rk[:, None]) * (tr * scale)).flatten(1, 2)
-                drk += (dsr.transpose(-1, -2) @ qg).sum(1) * tau_r[:, None, None]
-                dtau_r += (dsr * R).sum((1, 2, 3))
-                dol = dyc * (1 - lam_eff)
+                dq[:, sl] += (dsr @ rkw).flatten(1, 2) * scale
+                drk_raw += (dsr.transpose(-1, -2) @ qg).sum(1)
+                dol = (dyg * (1 - lg)).flatten(1, 2)
             else:
                 dol = dyc
-            # Local window backward: recompute P from the saved log-sum-exp.
+            # Local window backward: recompute the window softmax.
             qs_b = qs[:, sl].unflatten(1, (nb, c))
-            s, k_win = _local_scores(qs_b, k_ext, kbias_ext, s0, g, pattern)
-            p = s.sub_(lse_loc[:, sl].unflatten(1, (nb, c))[..., None]).exp_()
+            p, k_win, v_win = keys.local_probs(qs_b, s0)
             dol_b = dol.unflatten(1, (nb, c))
-            v_win = _windows(v_ext, s0, nb, g)
             dv_win = p.transpose(-1, -2) @ dol_b
             dp = dol_b @ v_win.transpose(-1, -2)
             dl = (dol * ylc).sum(-1).unflatten(1, (nb, c))
@@ -373,28 +372,26 @@ class _BRLFunction(torch.autograd.Function):
         rho = _safe(rho, math.inf)
 
         # Pass 2: write-hop backward.
-        rqs = (rq * scale)[:, None]
-        tw = tau_w[:, None, None, None]
-        drq = torch.zeros_like(rq)
-        dtau_w = torch.zeros_like(tau_w)
+        rqw = (rq * (scale * tau_w[:, None, None]))[:, None]
+        drq_raw = torch.zeros_like(rq)
         dk, dv = dk.clone(), dv.clone()
         for s0 in chunks:
-            ng = T // G
             sl = slice(s0, s0 + T)
             gsl = slice(s0 // G, s0 // G + ng) if g.causal else slice(0, 1)
             kc = k[:, sl].unflatten(1, (ng, G))
             vc = v[:, sl].unflatten(1, (ng, G))
-            Rw = rqs @ kc.transpose(-1, -2)  # [BH, ng, M, G]
-            sw = Rw * tw
-            sw += kbias[:, sl].unflatten(1, (ng, G))[:, :, None, :]
-            pt = sw.sub_(rho[:, gsl][..., None]).exp_()
+            pt = keys.write_scores(rqw, kc, sl).sub_(rho[:, gsl][..., None]).exp_()
             gug = gu[:, gsl]
             dv[:, sl] += (pt.transpose(-1, -2) @ gug).flatten(1, 2)
             dpt = gug @ vc.transpose(-1, -2)
             dsw = dpt.sub_(gd[:, gsl][..., None]).mul_(pt)
-            dk[:, sl] += (dsw.transpose(-1, -2) @ rqs).flatten(1, 2) * tau_w[:, None, None]
-            drq += (dsw @ kc).sum(1) * (tau_w[:, None, None] * scale)
-            dtau_w += (dsw * Rw).sum((1, 2, 3))
+            dk[:, sl] += (dsw.transpose(-1, -2) @ rqw).flatten(1, 2)
+            drq_raw += (dsw @ kc).sum(1)
+        # Scores are tau * (s rq . k): d tau = sum_c (s rq_c) . (sum_j dS_cj k_j).
+        drq = drq_raw * (scale * tau_w[:, None, None])
+        dtau_w = (drq_raw * rq).sum((1, 2)) * scale
+        drk = drk_raw * tau_r[:, None, None]
+        dtau_r = (drk_raw * rk).sum((1, 2))
         return dq, dk, dv, drq, drk, dtau_w, dtau_r, dlam, None, None, None, None, None
 
 
