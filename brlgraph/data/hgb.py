@@ -571,7 +571,9 @@ def _targets(info: HGBInfo, nodes: HGBNodes, train: HGBLabels, test: HGBLabels,
             f"{files.where('label.dat')}: labels node type {target}, but info.dat says the "
             f"labelled type is {info.label_type}"
         )
-    limit = len(info.class_names) or None
+    if not info.class_names:
+        raise DataError(f"{files.where('info.dat')}: names no classes for the labelled node type")
+    limit = len(info.class_names)
     local = {}
     for part, member in ((train, "label.dat"), (test, "label.dat.test")):
         where = files.where(member)
@@ -579,10 +581,9 @@ def _targets(info: HGBInfo, nodes: HGBNodes, train: HGBLabels, test: HGBLabels,
         _fail_at(~found, where, "labelled node {} is not in node.dat", part.ids, part.lines)
         _fail_at(types != target, where, "labelled node {} is not of the labelled type", part.ids,
                  part.lines)
-        if limit is not None:
-            top = np.fromiter((max(c) for c in part.labels), dtype=np.int64, count=len(part.labels))
-            _fail_at(top >= limit, where, f"label {{}} out of range (info.dat names {limit} classes)",
-                     top, part.lines)
+        top = np.fromiter((max(c) for c in part.labels), dtype=np.int64, count=len(part.labels))
+        _fail_at(top >= limit, where, f"label {{}} out of range (info.dat names {limit} classes)",
+                 top, part.lines)
         dup = _first_duplicate(idx)
         if dup is not None:
             raise DataError(f"{where}, line {part.lines[dup]}: node {part.ids[dup]} is labelled twice")
@@ -705,8 +706,9 @@ def _freebase_hint(name: str, root: str | os.PathLike | None) -> str:
 
 
 def _class_names(info: HGBInfo, num_classes: int, where: str) -> list[str]:
-    if not info.class_names:
-        return [str(c) for c in range(num_classes)]
+    if num_classes > len(info.class_names):
+        raise DataError(f"{where}: names {len(info.class_names)} classes, but the labels use "
+                        f"{num_classes}")
     return list(info.class_names[:num_classes])
 
 
@@ -733,7 +735,10 @@ def _lines(raw: bytes, allow_blank: bool = True, where: str = "") -> Any:
 def _int(value: bytes, where: str, number: int, what: str) -> int:
     if not _INT.fullmatch(value):
         raise DataError(f"{where}, line {number}: {what} is not an integer: {_show(value)}")
-    return int(value)
+    result = int(value)
+    if not -(2**62) <= result < 2**62:
+        raise DataError(f"{where}, line {number}: {what} {result} is out of range")
+    return result
 
 
 def _show(value: bytes) -> str:
