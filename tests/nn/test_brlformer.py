@@ -162,3 +162,25 @@ def test_overfits_a_few_dblp_authors(shared_data, monkeypatch, cache_dir):
         opt.step()
     acc = (model(graph, seqs).argmax(1) == y).float().mean()
     assert acc >= 0.95, (float(loss), float(acc))
+
+
+def test_sparse_feature_path_equals_dense(monkeypatch):
+    import brlgraph.nn.encoders as enc
+
+    data = toy_hetero()
+    data["paper"].x = data["paper"].x * (torch.rand(50, 9) < 0.05)  # bag-of-words-like
+    graph = GraphView.from_data(data)
+    seqs = hop_ordered_sequences(graph, None, 12, node_type="author")
+    model = BRLFormer.from_data(data, **SMALL)
+    outs, grads = [], []
+    for density in (0.0, 1.0):  # 0: all dense, 1: sparse for < 100 % non-zeros
+        monkeypatch.setattr(enc, "SPARSE_DENSITY", density)
+        model.encoder._sparse_cache.clear()
+        model.zero_grad()
+        out = model(graph, seqs)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append(model.encoder.proj[1].weight.grad.clone())
+    assert model.encoder._sparse_features(data["paper"].x) is not None
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
