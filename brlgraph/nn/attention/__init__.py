@@ -1,0 +1,65 @@
+"""Attention modules behind one signature, and the factory that builds them by name.
+
+Every module has ``forward(x [B, N, dim], mask=None, reservoir=None) -> (out, reservoir)``
+and ``attend(...) -> (out, reservoir_update | None)`` (see docs/CONTRACTS.md).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import nn
+
+from brlgraph.errors import ConfigError
+from brlgraph.nn.attention.brl import BRLAttention
+from brlgraph.nn.attention.full import FullAttention
+from brlgraph.nn.attention.linformer import LinformerAttention
+from brlgraph.nn.attention.local import LocalWindowAttention
+from brlgraph.nn.attention.performer import PerformerAttention
+from brlgraph.nn.attention.regla import ReGLAAttention
+
+_BACKENDS: dict[str, type[nn.Module]] = {
+    "brl": BRLAttention,
+    "full": FullAttention,
+    "local": LocalWindowAttention,
+    "performer": PerformerAttention,
+    "linformer": LinformerAttention,
+    "regla": ReGLAAttention,
+}
+ATTENTION_BACKENDS: tuple[str, ...] = tuple(_BACKENDS)
+
+__all__ = [
+    "ATTENTION_BACKENDS",
+    "BRLAttention",
+    "FullAttention",
+    "LinformerAttention",
+    "LocalWindowAttention",
+    "PerformerAttention",
+    "ReGLAAttention",
+    "attention_options",
+    "make_attention",
+]
+
+
+def attention_options(name: str) -> tuple[str, ...]:
+    """The keyword options backend ``name`` accepts (besides ``dim`` and ``heads``)."""
+    if name not in _BACKENDS:
+        raise ConfigError(
+            f"unknown attention backend {name!r}; choose one of {', '.join(ATTENTION_BACKENDS)}")
+    params = inspect.signature(_BACKENDS[name].__init__).parameters
+    return tuple(p for p in params if p not in ("self", "dim", "heads"))
+
+
+def make_attention(name: str, dim: int, heads: int = 8, **options) -> nn.Module:
+    """Build attention backend ``name`` (one of :data:`ATTENTION_BACKENDS`).
+
+    Raises :class:`~brlgraph.errors.ConfigError` naming the backend or option when the
+    name is unknown, an option does not belong to that backend, or a value is invalid.
+    """
+    allowed = attention_options(name)
+    for key in options:
+        if key not in allowed:
+            raise ConfigError(
+                f"attention {name!r} has no option {key!r}; its options are: "
+                f"{', '.join(allowed)}")
+    return _BACKENDS[name](dim, heads, **options)

@@ -1,0 +1,69 @@
+"""Linformer: keys and values projected along the sequence to ``k`` rows."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from brlgraph.errors import ConfigError
+from brlgraph.nn.attention.base import TokenAttention
+from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
+
+
+class LinformerAttention(TokenAttention):
+    r"""Linformer (Wang et al., 2020):
+
+    .. math::
+        o_i = W_O \Vert_h \mathrm{softmax}\big(s\, q_i (E K)^\top\big) (F V)
+
+    with learned ``E, F`` [k, max_len] (shared by the heads) applied to the first ``N``
+    positions, so any ``N <= max_len`` works. Padded tokens' keys and values are zeroed
+    before the projection, so their content never reaches a valid output. The paper
+    uses ``k`` in {64, 128, 256}. Non-causal only: the sequence projection mixes all
+    positions.
+
+    Shapes: x [B, N, dim], mask bool [B, N] (True = valid) -> out [B, N, dim].
+    """
+
+    def __init__(self, dim: int, heads: int = 8, proj_dim: int = 128, max_len: int = 4096,
+                 causal: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.head_dim = check_sizes(dim, heads)
+        if causal:
+            raise ConfigError("causal=True is not supported by 'linformer' (its sequence "
+                              "projection mixes all positions); use brl, local or regla")
+        if proj_dim < 1 or max_len < 1:
+            raise ConfigError(f"proj_dim={proj_dim} and max_len={max_len} must be >= 1")
+        self.dim, self.heads, self.proj_dim, self.max_len = dim, heads, proj_dim, max_len
+        self.causal = False
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim)
+        self.proj_k = nn.Parameter(torch.empty(proj_dim, max_len))
+        self.proj_v = nn.Parameter(torch.empty(proj_dim, max_len))
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.qkv.weight)
+        nn.init.xavier_uniform_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        for p in (self.proj_k, self.proj_v):
+            nn.init.normal_(p, 0.0, self.proj_dim**-0.5)
+
+    def _attend(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        n = x.shape[1]
+        if n > self.max_len:
+            raise ConfigError(f"sequence length {n} exceeds linformer max_len={self.max_len}; "
+                              "raise the max_len option")
+        q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
+        if mask is not None:
+            keep = mask[:, None, :, None].to(k.dtype)
+            k, v = k * keep, v * keep
+        k = self.proj_k[:, :n].to(k.dtype) @ k  # [B, H, proj_dim, Dh]
+        v = self.proj_v[:, :n].to(v.dtype) @ v
+        y = torch.softmax((q @ k.transpose(-1, -2)) * self.head_dim**-0.5, dim=-1) @ v
+        return self._zero_padded(self.out(self.dropout(merge_heads(y))), mask)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.dim}, heads={self.heads}, "
+                f"proj_dim={self.proj_dim}, max_len={self.max_len})")

@@ -1,0 +1,88 @@
+"""ReGLA: gated linear attention with safe-exp features and a refining gate."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from brlgraph.errors import ConfigError
+from brlgraph.nn.attention.base import TokenAttention
+from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
+from brlgraph.ops.regla import chunked_regla
+
+
+class ReGLAAttention(TokenAttention):
+    r"""ReGLA (spec section 5). Per head (``d = d_h``):
+
+    .. math::
+        \phi_q(x) = \alpha\, e^{x - \max_f x},\quad
+        \phi_k(x) = e^{x - \max_{f, t} x},\quad
+        \alpha = \frac{1}{e \sqrt{d (e^2 - 1)}}
+
+        g = \sigma(W_g x),\ r = \sigma(W_r x),\quad
+        F = (1 - r) g^2 + r (1 - (1 - g)^2)
+
+        S_t = F_t \odot S_{t-1} + \phi_k(k_t) v_t^\top,\qquad
+        o_t = W_O \Vert_h \mathrm{Norm}(S_t^\top \phi_q(q_t))
+
+    ``Norm`` is a LayerNorm over the head's features (the output normalisation layer).
+    Training uses the chunked parallel form (:func:`brlgraph.ops.regla.chunked_regla`).
+
+    Choices: ``F`` is clamped below at ``exp(-64 / chunk_size)`` so the chunked form is
+    exact in fp32; the key max runs over valid tokens and is a per-head constant that
+    the output norm cancels. Non-causal use (``causal=False``) is bidirectional: a
+    forward and a backward scan with the same gates, the token's own term counted
+    once. Padded tokens neither write (``phi_k = 0``) nor decay the state (``F = 1``).
+
+    Shapes: x [B, N, dim], mask bool [B, N] (True = valid) -> out [B, N, dim].
+    """
+
+    def __init__(self, dim: int, heads: int = 8, causal: bool = False, chunk_size: int = 32,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.head_dim = check_sizes(dim, heads)
+        if chunk_size < 1:
+            raise ConfigError(f"chunk_size={chunk_size} must be >= 1")
+        self.dim, self.heads, self.causal, self.chunk_size = dim, heads, causal, chunk_size
+        d = self.head_dim
+        self.alpha = 1.0 / (math.e * math.sqrt(d * (math.e**2 - 1)))
+        self.min_log_gate = -64.0 / chunk_size
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.gates = nn.Linear(dim, 2 * dim)  # W_g, W_r
+        self.norm = nn.LayerNorm(d)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for lin in (self.qkv, self.gates, self.out):
+            nn.init.xavier_uniform_(lin.weight)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
+        self.norm.reset_parameters()
+
+    def _attend(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
+        g, r = (torch.sigmoid(split_heads(t, self.heads)) for t in self.gates(x).chunk(2, -1))
+        gate = (1 - r) * g * g + r * (1 - (1 - g) ** 2)
+        gate = gate.clamp_min(math.exp(self.min_log_gate))
+        fq = self.alpha * torch.exp(q - q.amax(-1, keepdim=True).detach())
+        if mask is not None:
+            keep = mask[:, None, :, None]
+            kmax = k.masked_fill(~keep, -math.inf).amax((-2, -1), keepdim=True).clamp_min(-1e4)
+            fk = torch.exp(k - kmax.detach()) * keep.to(k.dtype)
+            gate = torch.where(keep, gate, torch.ones_like(gate))
+        else:
+            fk = torch.exp(k - k.amax((-2, -1), keepdim=True).detach())
+        o, _ = chunked_regla(fq, fk, v, gate, chunk_size=self.chunk_size)
+        if not self.causal:
+            ob, _ = chunked_regla(*(t.flip(2) for t in (fq, fk, v, gate)),
+                                  chunk_size=self.chunk_size)
+            o = o + ob.flip(2) - (fq * fk).sum(-1, keepdim=True) * v
+        y = self.norm(o)
+        return self._zero_padded(self.out(self.dropout(merge_heads(y))), mask)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.dim}, heads={self.heads})"
