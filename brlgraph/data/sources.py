@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from brlgraph.errors import DataError
-from brlgraph.io import atomic_write
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
 _CHUNK = 1 << 20
@@ -159,37 +158,46 @@ def download(name: str, *, progress: bool = True) -> Path:
         try:
             _download_to(url, target, entry, progress=progress)
             return target
-        except (urllib.error.URLError, OSError) as err:
+        except (urllib.error.URLError, OSError, ValueError) as err:
             errors.append(f"{url}: {err}")
     raise DataError(f"could not download {name}: " + "; ".join(errors))
 
 
 def _download_to(url: str, target: Path, entry: dict[str, Any], *, progress: bool) -> None:
+    """Stream ``url`` to a temporary file beside ``target``; rename it there once verified."""
+    import tempfile
+
     from tqdm import tqdm
 
-    request = urllib.request.Request(url, headers={"User-Agent": "brlgraph"})
-    digest = hashlib.sha256()
-    with urllib.request.urlopen(request, timeout=60) as response, atomic_write(target, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(
-            total=total, unit="B", unit_scale=True, desc=f"download {target.name}",
-            file=sys.stderr, disable=not progress,
-        ) as bar:
-            while block := response.read(_CHUNK):
-                out.write(block)
-                digest.update(block)
-                bar.update(len(block))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "brlgraph"})
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(request, timeout=60) as response, os.fdopen(fd, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {target.name}",
+                      file=sys.stderr, disable=not progress) as bar:
+                while block := response.read(_CHUNK):
+                    out.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+            out.flush()
+            os.fsync(out.fileno())
         expected = entry.get("sha256")
         accepted = {expected, *(entry.get("alt_sha256") or [])} - {None}
         if accepted and digest.hexdigest() not in accepted:
-            # Raised inside atomic_write: the temporary file is removed.
             raise DataError(
                 f"download from {url}: checksum mismatch (sha256 {digest.hexdigest()}, "
                 f"expected {expected}); not kept"
             )
         if not accepted and entry.get("members"):
-            out.flush()
-            _verify_archive_members(Path(out.name), entry["members"], url)
+            _verify_archive_members(tmp, entry["members"], url)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _verify_archive_members(path: Path, members: dict[str, str], label: str) -> None:
