@@ -1,0 +1,234 @@
+"""BRL-Attention operator: the chunked fast path against the dense reference (spec 3)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from brlgraph.ops.brl import (
+    brl_attention,
+    brl_attention_matrix,
+    chunked_brl_attention,
+    naive_brl_attention,
+)
+
+MODES = list(itertools.product([False, True], ["sliding", "block"]))
+SIZES = [(37, 8, 4), (5, 8, 3), (64, 16, 8), (50, 16, 16)]  # (n, w, m): n % w != 0, n < w
+
+
+def make_inputs(n, m, *, B=2, H=2, D=8, dtype=torch.float64, padded=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(B, H, n, D, generator=g, dtype=dtype) for _ in range(3))
+    rq, rk = (torch.randn(B, H, m, D, generator=g, dtype=dtype) for _ in range(2))
+    tau_w = torch.rand(H, generator=g, dtype=dtype) * 2 + 0.2
+    tau_r = torch.rand(H, generator=g, dtype=dtype) * 2 + 0.2
+    lam = torch.rand(H, generator=g, dtype=dtype) * 0.8 + 0.1
+    mask = None
+    if padded:
+        mask = torch.rand(B, n, generator=g) > 0.3
+        mask[:, 0] = True
+        mask[-1, -2:] = False  # trailing padding too
+        if B > 1:
+            mask[0, :] = True
+    return [q, k, v, rq, rk, tau_w, tau_r, lam], mask
+
+
+def run(fn, ins, mask, *, window, causal, mode, grad_seed=1, **kw):
+    ins = [t.detach().clone().requires_grad_() for t in ins]
+    q, k, v, rq, rk, tw, tr, lam = ins
+    y, u, _ = fn(q, k, v, rq, rk, tau_w=tw, tau_r=tr, lam=lam, window=window, causal=causal,
+                 window_mode=mode, mask=mask, **kw)
+    g = torch.Generator().manual_seed(grad_seed)
+    # Cotangents drawn in float64, so every dtype sees the same ones.
+    loss = (y * torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)).sum()
+    if u is not None:
+        loss = loss + (u * torch.randn(u.shape, generator=g, dtype=torch.float64).to(u.dtype)).sum()
+    grads = torch.autograd.grad(loss, ins)
+    return y, u, grads
+
+
+@pytest.mark.parametrize("causal,mode", MODES)
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("n,w,m", SIZES)
+def test_chunked_matches_naive_fp32(causal, mode, padded, n, w, m):
+    ins, mask = make_inputs(n, m, padded=padded)
+    ref = run(naive_brl_attention, ins, mask, window=w, causal=causal, mode=mode)
+    ins32 = [t.float() for t in ins]
+    # A small chunk so that several chunks (and reservoir blocks) are exercised.
+    got = run(chunked_brl_attention, ins32, mask, window=w, causal=causal, mode=mode,
+              chunk_size=16)
+    torch.testing.assert_close(got[0].double(), ref[0], atol=1e-5, rtol=1e-5)
+    if not causal:
+        torch.testing.assert_close(got[1].double(), ref[1], atol=1e-5, rtol=1e-5)
+    names = ["q", "k", "v", "rq", "rk", "tau_w", "tau_r", "lam"]
+    for name, a, b in zip(names, got[2], ref[2], strict=True):
+        torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5, msg=lambda s, n=name: f"d{n}: {s}")
+
+
+@pytest.mark.parametrize("causal,mode", MODES)
+def test_chunked_matches_naive_bf16(causal, mode):
+    ins, mask = make_inputs(40, 8, padded=True, dtype=torch.float32)
+    ins = [t.bfloat16() for t in ins]
+    ref = run(naive_brl_attention, [t.float() for t in ins], mask, window=8, causal=causal,
+              mode=mode)
+    got = run(chunked_brl_attention, ins, mask, window=8, causal=causal, mode=mode)
+    assert got[0].dtype == torch.bfloat16
+    torch.testing.assert_close(got[0].float(), ref[0], atol=2e-2, rtol=2e-2)
+    for a, b in zip(got[2], ref[2], strict=True):
+        torch.testing.assert_close(a.float(), b, atol=2e-2, rtol=2e-2)
+
+
+def test_default_chunking_long_sequence():
+    """Default geometry (half-window buckets, several chunks) on a longer sequence."""
+    ins, mask = make_inputs(700, 16, B=1, padded=True)
+    for causal in (False, True):
+        ref = run(naive_brl_attention, ins, mask, window=32, causal=causal, mode="sliding")
+        got = run(chunked_brl_attention, ins, mask, window=32, causal=causal, mode="sliding")
+        torch.testing.assert_close(got[0], ref[0], atol=1e-10, rtol=1e-10)
+        for a, b in zip(got[2], ref[2], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("causal,mode", MODES)
+def test_zero_reservoir_weight_is_local_attention(causal, mode):
+    (q, k, v, rq, rk, tw, tr, _), mask = make_inputs(45, 6, padded=True)
+    lam0 = torch.zeros(q.shape[1], dtype=q.dtype)
+    y, _, _ = brl_attention(q, k, v, rq, rk, tau_w=tw, tau_r=tr, lam=lam0, window=8,
+                            causal=causal, window_mode=mode, mask=mask)
+    y_local, u, _ = brl_attention(q, k, v, window=8, causal=causal, window_mode=mode, mask=mask)
+    assert u is None
+    torch.testing.assert_close(y, y_local)
+    y_ref, _, _ = naive_brl_attention(q, k, v, window=8, causal=causal, window_mode=mode,
+                                      mask=mask)
+    torch.testing.assert_close(y_local, y_ref)
+
+
+@pytest.mark.parametrize("causal,mode", MODES)
+def test_zero_reservoir_weight_full_window_is_sdpa(causal, mode):
+    (q, k, v, rq, rk, tw, tr, _), _ = make_inputs(30, 4)
+    y, _, _ = brl_attention(q, k, v, rq, rk, tau_w=tw, tau_r=tr, lam=0.0, window=32,
+                            causal=causal, window_mode=mode)
+    torch.testing.assert_close(y, F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+
+
+@pytest.mark.parametrize("mode", ["sliding", "block"])
+def test_causality(mode):
+    ins, mask = make_inputs(70, 6, padded=True)
+    q, k, v, rq, rk, tw, tr, lam = ins
+    kw = dict(tau_w=tw, tau_r=tr, lam=lam, window=8, causal=True, window_mode=mode, mask=mask)
+    y, _, _ = brl_attention(q, k, v, rq, rk, **kw)
+    for i in (0, 7, 8, 33, 68):
+        q2, k2, v2 = (t.clone() for t in (q, k, v))
+        for t in (q2, k2, v2):
+            t[:, :, i + 1 :] = torch.randn_like(t[:, :, i + 1 :]) * 3
+        mask2 = mask.clone()
+        mask2[:, i + 1 :] = torch.rand_like(mask2[:, i + 1 :], dtype=torch.float) > 0.5
+        y2, _, _ = brl_attention(q2, k2, v2, rq, rk, **{**kw, "mask": mask2})
+        torch.testing.assert_close(y2[:, :, : i + 1], y[:, :, : i + 1], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["sliding", "block"])
+@pytest.mark.parametrize("block_size", [None, 5])
+@pytest.mark.parametrize("splits", [(0, 13, 70), (0, 8, 16, 70), (0, 3, 4, 41, 70), (0, 1, 70)])
+def test_stream_in_segments_equals_whole(mode, block_size, splits):
+    ins, mask = make_inputs(70, 6, padded=True)
+    q, k, v, rq, rk, tw, tr, lam = ins
+    kw = dict(tau_w=tw, tau_r=tr, lam=lam, window=8, causal=True, window_mode=mode,
+              block_size=block_size)
+    whole, _, _ = brl_attention(q, k, v, rq, rk, mask=mask, **kw)
+    hist, parts = None, []
+    for a, b in itertools.pairwise(splits):
+        sl = slice(a, b)
+        y, _, hist = brl_attention(q[:, :, sl], k[:, :, sl], v[:, :, sl], rq, rk,
+                                   mask=mask[:, sl], hist=hist, **kw)
+        parts.append(y)
+        assert hist.offset == b
+        # The carried tail: the window plus the open block, aligned to block starts.
+        b_res = block_size or 8
+        align = b_res if mode == "sliding" else math.lcm(b_res, 8)
+        assert hist.k.shape[2] < (8 if mode == "sliding" else 16) + align
+    torch.testing.assert_close(torch.cat(parts, 2), whole, atol=1e-12, rtol=1e-12)
+
+
+def test_stream_history_starts_from_zeros():
+    """A history of zeros (the spec's x_hist at the start) behaves as no history."""
+    (q, k, v, rq, rk, tw, tr, lam), _ = make_inputs(20, 4, B=1)
+    kw = dict(tau_w=tw, tau_r=tr, lam=lam, window=4, causal=True)
+    y, _, hist = brl_attention(q, k, v, rq, rk, **kw)
+    zero = hist._replace(num=torch.zeros_like(hist.num), den=torch.zeros_like(hist.den),
+                         max=torch.zeros_like(hist.max), k=k[:, :, :0], v=v[:, :, :0],
+                         valid=torch.ones(1, 0, dtype=torch.bool), start=0, offset=0)
+    y0, _, _ = brl_attention(q, k, v, rq, rk, hist=zero, **kw)
+    torch.testing.assert_close(y0, y)
+
+
+@pytest.mark.parametrize("causal,mode", MODES)
+def test_padded_tokens_do_not_matter(causal, mode):
+    ins, mask = make_inputs(40, 5, padded=True)
+    q, k, v, rq, rk, tw, tr, lam = ins
+    kw = dict(tau_w=tw, tau_r=tr, lam=lam, window=8, causal=causal, window_mode=mode, mask=mask)
+    y, u, _ = brl_attention(q, k, v, rq, rk, **kw)
+    pad = ~mask[:, None, :, None]
+    q2, k2, v2 = (torch.where(pad, torch.randn_like(t) * 5, t) for t in (q, k, v))
+    y2, u2, _ = brl_attention(q2, k2, v2, rq, rk, **kw)
+    torch.testing.assert_close(y2, y, atol=1e-12, rtol=0)
+    assert (y[pad.expand_as(y)] == 0).all()
+    if u is not None:
+        torch.testing.assert_close(u2, u, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_single_valid_token_and_fully_padded_rows(causal):
+    ins, _ = make_inputs(20, 4, dtype=torch.float32)
+    ins = [t.requires_grad_() for t in ins]
+    q, k, v, rq, rk, tw, tr, lam = ins
+    mask = torch.zeros(2, 20, dtype=torch.bool)
+    mask[0, 7] = True  # one valid token; sequence 1 fully padded
+    y, u, _ = brl_attention(q, k, v, rq, rk, tau_w=tw, tau_r=tr, lam=lam, window=4,
+                            causal=causal, mask=mask)
+    assert torch.isfinite(y).all()
+    assert (y[1] == 0).all() and (y[0, :, :7] == 0).all()
+    # One valid token: it attends to itself (window) and reads u = v_7 (non-causal).
+    if not causal:
+        torch.testing.assert_close(y[0, :, 7], v[0, :, 7])
+        assert (u[1] == 0).all()
+    grads = torch.autograd.grad(y.sum() + (0 if u is None else u.sum()), ins)
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("causal,mode", MODES)
+def test_rows_of_P_are_distributions(causal, mode):
+    (q, k, v, rq, rk, tw, tr, lam), mask = make_inputs(33, 5, padded=True)
+    P, _ = brl_attention_matrix(q, k, rq, rk, tw, tr, lam, 8, causal, mode, None, mask)
+    assert (P >= 0).all()
+    rows = P.sum(-1)
+    valid = mask[:, None, :].expand_as(rows)
+    torch.testing.assert_close(rows[valid], torch.ones_like(rows[valid]))
+    assert (rows[~valid] == 0).all()
+
+
+@pytest.mark.parametrize("causal,mode", [(False, "sliding"), (True, "sliding"), (False, "block"),
+                                         (True, "block")])
+def test_gradcheck_fast_path(causal, mode):
+    ins, mask = make_inputs(11, 3, B=1, H=2, D=3, padded=True)
+    ins = [t.requires_grad_() for t in ins]
+
+    def f(q, k, v, rq, rk, tw, tr, lam):
+        y, u, _ = chunked_brl_attention(q, k, v, rq, rk, tau_w=tw, tau_r=tr, lam=lam, window=4,
+                                        causal=causal, window_mode=mode, mask=mask,
+                                        chunk_size=4, block_size=2 if causal else None)
+        return (y,) if u is None else (y, u)
+
+    assert torch.autograd.gradcheck(f, ins, eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+def test_bad_arguments():
+    (q, k, v, rq, rk, *_), _ = make_inputs(8, 2)
+    with pytest.raises(ValueError, match="window_mode"):
+        brl_attention(q, k, v, rq, rk, window=4, window_mode="ring")
+    with pytest.raises(ValueError, match="rq and rk"):
+        brl_attention(q, k, v, rq, None, window=4)
