@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
+from brlgraph.nn.attention import attention_options as attention_options_of
+from brlgraph.nn.attention import make_attention
 from brlgraph.sequences import DEFAULT_MAX_HOPS, GraphView, NodeSequences, hop_ordered_sequences
 
 
@@ -60,8 +62,6 @@ class BRLConv(nn.Module):
         chunk_size: int | None = 4096,
     ) -> None:
         super().__init__()
-        from brlgraph.nn.attention import make_attention
-
         if seq_len < 1:
             raise ConfigError(f"BRLConv: seq_len must be >= 1, got {seq_len}")
         hidden = hidden_channels or max(out_channels, 8 * heads)
@@ -70,11 +70,9 @@ class BRLConv(nn.Module):
         self.seq_len, self.max_hops, self.seed, self.chunk_size = seq_len, max_hops, seed, chunk_size
         self.window = window if window is not None else max(1, seq_len // 4)
         self.num_compressed = num_compressed if num_compressed is not None else max(1, seq_len // 4)
-        opts: dict[str, Any] = {}
-        if attention in ("brl", "local"):
-            opts["window"] = self.window
-        if attention == "brl":
-            opts["num_compressed"] = self.num_compressed
+        accepted = attention_options_of(attention)
+        common = {"window": self.window, "num_compressed": self.num_compressed}
+        opts = {k: v for k, v in common.items() if k in accepted}
         opts.update(attention_options or {})
         self.attention = attention
         self.lin_in = nn.Linear(in_channels, hidden)

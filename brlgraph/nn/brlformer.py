@@ -43,29 +43,26 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
+from brlgraph.nn.attention import attention_options, make_attention
 from brlgraph.nn.encoders import LocalGNNEncoder, NodeInputEncoder
 from brlgraph.sequences import (
     DEFAULT_MAX_HOPS,
+    NODE_ORDERS,
     GraphView,
     NodeSequences,
     inverse_permutation,
     node_order,
 )
 
-_WINDOWED = ("brl", "local")
 
-
-def attention_options(
+def backend_options(
     attention: str, window: int, reservoir: int, dropout: float, extra: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Keyword options of ``make_attention`` for ``attention``; ``extra`` overrides them."""
-    opts: dict[str, Any] = {}
-    if attention in _WINDOWED:
-        opts["window"] = window
-    if attention == "brl":
-        opts["num_compressed"] = reservoir
-    if dropout:
-        opts["dropout"] = dropout
+    """Keyword options of ``make_attention(attention, ...)``: the model-level ``window``,
+    ``reservoir`` (m) and ``dropout`` where the backend takes them; ``extra`` overrides."""
+    accepted = attention_options(attention)
+    common = {"window": window, "num_compressed": reservoir, "dropout": dropout}
+    opts = {k: v for k, v in common.items() if k in accepted}
     opts.update(extra or {})
     return opts
 
@@ -88,12 +85,10 @@ class BRLBlock(nn.Module):
 
     def __init__(
         self, dim: int, heads: int, attention: str = "brl", ff_mult: int = 2,
-        dropout: float = 0.0, **attention_kwargs: Any,
+        dropout: float = 0.0, attention_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        from brlgraph.nn.attention import make_attention
-
-        self.attn = make_attention(attention, dim, heads, **attention_kwargs)
+        self.attn = make_attention(attention, dim, heads, **(attention_options or {}))
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.ff = FeedForward(dim, ff_mult, dropout)
         self.dropout = nn.Dropout(dropout)
@@ -146,7 +141,7 @@ class _GraphModel(nn.Module):
         attention: str = "brl",
         window: int = 16,
         reservoir: int = 16,
-        attention_options_: dict[str, Any] | None = None,
+        attention_options: dict[str, Any] | None = None,
         dropout: float = 0.2,
         attention_dropout: float = 0.0,
         input_dropout: float = 0.0,
@@ -161,9 +156,9 @@ class _GraphModel(nn.Module):
             raise ConfigError(f"model.layers must be >= 1, got {layers}")
         self.encoder = NodeInputEncoder(in_dims, num_nodes, hidden, input_dropout)
         self.gnn = LocalGNNEncoder(hidden, gnn_layers, gnn, dropout=dropout) if gnn_layers else None
-        opts = attention_options(attention, window, reservoir, attention_dropout, attention_options_)
+        opts = backend_options(attention, window, reservoir, attention_dropout, attention_options)
         self.blocks = BRLBlocks(
-            BRLBlock(hidden, heads, attention, ff_mult, dropout, **opts) for _ in range(layers)
+            BRLBlock(hidden, heads, attention, ff_mult, dropout, opts) for _ in range(layers)
         )
         dcs = {b.attn.compressed_dim for b in self.blocks if b.uses_reservoir}
         if len(dcs) > 1:
@@ -240,10 +235,9 @@ class BRLFormer(_GraphModel):
         num_classes: int,
         *,
         max_hops: int = DEFAULT_MAX_HOPS,
-        attention_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(in_dims, num_nodes, num_classes, attention_options_=attention_options, **kwargs)
+        super().__init__(in_dims, num_nodes, num_classes, **kwargs)
         self.max_hops = max_hops
         self.hop_emb = nn.Embedding(max_hops + 1, self.head.in_features)
 
@@ -302,10 +296,11 @@ class BRLGraphSequenceModel(_GraphModel):
         num_classes: int,
         *,
         order: str = "rcm",
-        attention_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(in_dims, num_nodes, num_classes, attention_options_=attention_options, **kwargs)
+        if order not in NODE_ORDERS:
+            raise ConfigError(f"unknown node order {order!r}; choose one of {NODE_ORDERS}")
+        super().__init__(in_dims, num_nodes, num_classes, **kwargs)
         self.order = order
         self._order_cache: tuple[GraphView, Tensor] | None = None
 

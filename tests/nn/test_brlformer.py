@@ -155,7 +155,7 @@ def test_overfits_a_few_dblp_authors(shared_data, monkeypatch, cache_dir):
     y = data["author"].y[labelled]
     model = BRLFormer.from_data(data, hidden=32, heads=4, layers=1, window=4, reservoir=4, dropout=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(40):
+    for _ in range(30):
         loss = torch.nn.functional.cross_entropy(model(graph, seqs), y)
         opt.zero_grad()
         loss.backward()
