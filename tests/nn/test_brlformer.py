@@ -184,3 +184,14 @@ def test_sparse_feature_path_equals_dense(monkeypatch):
     assert model.encoder._sparse_features(data["paper"].x) is not None
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
+def test_causal_reservoir_is_not_written_from_the_sequence():
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    model = BRLFormer.from_data(data, attention="brl", attention_options={"causal": True}, **SMALL)
+    seqs = hop_ordered_sequences(graph, None, 12, node_type="author")
+    _, reservoir = model.blocks(model.tokens(graph, seqs), seqs.mask)
+    # C' = C + FFN_c(LN(C)) only: the same for every sequence
+    torch.testing.assert_close(reservoir, reservoir[:1].expand_as(reservoir))
+    assert model(graph, seqs).shape == (30, 3)
