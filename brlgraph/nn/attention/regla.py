@@ -32,7 +32,8 @@ class ReGLAAttention(TokenAttention):
 
     Choices: ``F`` is clamped below at ``exp(-64 / chunk_size)`` so the chunked form is
     exact in fp32; the key max runs over valid tokens and is a per-head constant that
-    the output norm cancels. Non-causal use (``causal=False``) is bidirectional: a
+    the output norm cancels (causal: the max over the prefix up to ``t``, so later
+    keys never rescale earlier outputs). Non-causal use (``causal=False``) is bidirectional: a
     forward and a backward scan with the same gates, the token's own term counted
     once. Padded tokens neither write (``phi_k = 0``) nor decay the state (``F = 1``).
 
@@ -69,15 +70,23 @@ class ReGLAAttention(TokenAttention):
         gate = (1 - r) * g * g + r * (1 - (1 - g) ** 2)
         gate = gate.clamp_min(math.exp(self.min_log_gate))
         fq = self.alpha * torch.exp(q - q.amax(-1, keepdim=True).detach())
+        token_max = k.detach().amax(-1, keepdim=True)  # [B, H, N, 1]
         if mask is not None:
             keep = mask[:, None, :, None]
-            kmax = k.masked_fill(~keep, -math.inf).amax((-2, -1), keepdim=True).clamp_min(-1e4)
-            fk = torch.exp(k - kmax.detach()) * keep.to(k.dtype)
+            token_max = token_max.masked_fill(~keep, -math.inf)
             gate = torch.where(keep, gate, torch.ones_like(gate))
-        else:
-            fk = torch.exp(k - k.amax((-2, -1), keepdim=True).detach())
+        kmax = token_max.amax(-2, keepdim=True).clamp_min(-1e4)
+        fk = torch.exp(k - kmax)
+        if mask is not None:
+            fk = fk * keep.to(k.dtype)
         o, _ = chunked_regla(fq, fk, v, gate, chunk_size=self.chunk_size)
-        if not self.causal:
+        if self.causal:
+            # The max over the sequence would let later keys rescale earlier outputs; the
+            # causal form uses the max over the prefix instead (a per-token rescale).
+            prefix_max = torch.cummax(token_max, dim=-2).values
+            rescale = torch.exp(kmax - prefix_max)
+            o = o * torch.where(torch.isfinite(prefix_max), rescale, torch.zeros_like(rescale))
+        else:
             ob, _ = chunked_regla(*(t.flip(2) for t in (fq, fk, v, gate)),
                                   chunk_size=self.chunk_size)
             o = o + ob.flip(2) - (fq * fk).sum(-1, keepdim=True) * v

@@ -1,0 +1,128 @@
+"""Every attention backend behind the same signature, built by make_attention."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from brlgraph.errors import ConfigError
+from brlgraph.nn import ATTENTION_BACKENDS, make_attention
+
+OPTIONS = {
+    "brl": dict(window=4, num_compressed=3),
+    "local": dict(window=4),
+    "linformer": dict(proj_dim=8, max_len=32),
+    "performer": dict(num_features=16),
+    "regla": dict(chunk_size=8),
+    "full": {},
+}
+
+
+def batch(n=23, dim=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, n, dim, generator=g)
+    mask = torch.rand(2, n, generator=g) > 0.3
+    mask[:, 0] = True
+    mask[1, -3:] = False
+    return x, mask
+
+
+def test_backend_names():
+    assert ATTENTION_BACKENDS == ("brl", "full", "local", "performer", "linformer", "regla")
+
+
+@pytest.mark.parametrize("name", ATTENTION_BACKENDS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_forward_backward_with_mask(name, causal):
+    if name == "linformer" and causal:
+        with pytest.raises(ConfigError, match="causal"):
+            make_attention(name, 32, 4, causal=True, **OPTIONS[name])
+        return
+    attn = make_attention(name, 32, 4, causal=causal, **OPTIONS[name])
+    x, mask = batch()
+    x.requires_grad_()
+    out, res = attn(x, mask=mask)
+    assert out.shape == x.shape
+    assert torch.isfinite(out).all()
+    assert (out[~mask] == 0).all()
+    assert (res is not None) == attn.uses_reservoir
+    out2, update = attn.attend(x, mask=mask)
+    assert (update is not None) == (attn.uses_reservoir and not causal)
+    loss = out.pow(2).sum() + (0 if res is None else res.sum())
+    loss.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    for pname, p in attn.named_parameters():
+        if causal and pname.startswith("reservoir_out"):
+            continue  # the causal reservoir is not written from the sequence (C' = C)
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    # No mask at all.
+    out3, _ = attn(x.detach())
+    assert out3.shape == x.shape and torch.isfinite(out3).all()
+    assert repr(attn).startswith(type(attn).__name__ + "(32, heads=4")
+
+
+@pytest.mark.parametrize("name", ATTENTION_BACKENDS)
+def test_padded_tokens_do_not_change_valid_outputs(name):
+    attn = make_attention(name, 32, 4, **OPTIONS[name]).double().eval()
+    x, mask = batch()
+    x = x.double()
+    x2 = torch.where(mask[..., None], x, torch.randn_like(x) * 4)
+    out, _ = attn(x, mask)
+    out2, _ = attn(x2, mask)
+    torch.testing.assert_close(out2[mask], out[mask])
+
+
+@pytest.mark.parametrize("name", ["brl", "local", "full", "regla"])
+def test_causal_backends_are_causal(name):
+    attn = make_attention(name, 32, 4, causal=True, **OPTIONS[name]).double().eval()
+    x, mask = batch()
+    x = x.double()
+    out, _ = attn(x, mask)
+    x2 = x.clone()
+    x2[:, 12:] = torch.randn_like(x2[:, 12:])
+    out2, _ = attn(x2, mask)
+    torch.testing.assert_close(out2[:, :12], out[:, :12], atol=1e-10, rtol=1e-10)
+
+
+def test_full_attention_matches_sdpa_definition():
+    attn = make_attention("full", 32, 4).double()
+    x, mask = batch()
+    x = x.double()
+    out, _ = attn(x, mask)
+    q, k, v = attn.qkv(x).chunk(3, -1)
+    q, k, v = (t.unflatten(-1, (4, 8)).transpose(1, 2) for t in (q, k, v))
+    s = (q @ k.transpose(-1, -2)) / 8**0.5
+    s = s.masked_fill(~mask[:, None, None, :], float("-inf"))
+    y = (s.softmax(-1) @ v).transpose(1, 2).flatten(2)
+    torch.testing.assert_close(out[mask], attn.out(y)[mask])
+
+
+def test_performer_redraw_changes_features():
+    attn = make_attention("performer", 32, 4, redraw_interval=2)
+    before = attn.projection.clone()
+    attn.redraw_projection()
+    assert not torch.equal(before, attn.projection)
+    # Orthogonal blocks: rows of one block are orthogonal.
+    w = attn.projection[:8]
+    gram = w @ w.T
+    torch.testing.assert_close(gram - torch.diag(torch.diag(gram)), torch.zeros(8, 8),
+                               atol=1e-4, rtol=0)
+
+
+def test_linformer_variable_length_and_limit():
+    attn = make_attention("linformer", 32, 4, proj_dim=8, max_len=32)
+    for n in (5, 32):
+        assert attn(torch.randn(1, n, 32))[0].shape == (1, n, 32)
+    with pytest.raises(ConfigError, match="max_len"):
+        attn(torch.randn(1, 33, 32))
+
+
+def test_factory_errors_name_the_problem():
+    with pytest.raises(ConfigError, match="'flash'.*brl, full, local"):
+        make_attention("flash", 32, 4)
+    with pytest.raises(ConfigError, match="'window'"):
+        make_attention("full", 32, 4, window=8)
+    with pytest.raises(ConfigError, match="heads"):
+        make_attention("performer", 30, 4)
+    with pytest.raises(ConfigError, match="num_compressed"):
+        make_attention("brl", 32, 4, num_compressed=0)
