@@ -12,11 +12,11 @@ from torch import nn
 
 from brlgraph.errors import ConfigError
 from brlgraph.nn.attention.brl import BRLAttention
-from brlgraph.nn.attention.full import FullAttention
-from brlgraph.nn.attention.linformer import LinformerAttention
+from brlgraph.nn.attention.full import FullAttention, full_attention
+from brlgraph.nn.attention.linformer import LinformerAttention, linformer_attention
 from brlgraph.nn.attention.local import LocalWindowAttention
-from brlgraph.nn.attention.performer import PerformerAttention
-from brlgraph.nn.attention.regla import ReGLAAttention
+from brlgraph.nn.attention.performer import PerformerAttention, performer_attention
+from brlgraph.nn.attention.regla import ReGLAAttention, regla_attention
 
 _BACKENDS: dict[str, type[nn.Module]] = {
     "brl": BRLAttention,
@@ -37,7 +37,11 @@ __all__ = [
     "PerformerAttention",
     "ReGLAAttention",
     "attention_options",
+    "full_attention",
+    "linformer_attention",
     "make_attention",
+    "performer_attention",
+    "regla_attention",
 ]
 
 

@@ -10,6 +10,23 @@ from brlgraph.nn.attention.base import TokenAttention
 from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
 
 
+def full_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
+                   causal: bool = False, dropout_p: float = 0.0) -> Tensor:
+    """Softmax attention on split heads ([B, H, N, Dh]) over valid keys (mask [B, N])."""
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+    # A sequence with no valid token may see everything: its outputs are zeroed by the
+    # caller, and no softmax row is empty (no NaN).
+    keys = mask | ~mask.any(-1, keepdim=True)
+    attn_mask = keys[:, None, None, :]
+    if causal:
+        n = q.shape[2]
+        eye = torch.eye(n, dtype=torch.bool, device=q.device)
+        tril = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
+        attn_mask = (attn_mask & tril) | eye  # a padded query always sees itself
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+
+
 class FullAttention(TokenAttention):
     r"""Multi-head softmax attention over all valid tokens:
 
@@ -39,19 +56,7 @@ class FullAttention(TokenAttention):
     def _attend(self, x: Tensor, mask: Tensor | None) -> Tensor:
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
         p = self.p_drop if self.training else 0.0
-        if mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal)
-        else:
-            # A sequence with no valid token may see everything: its outputs are zeroed,
-            # and no softmax row is empty (no NaN).
-            keys = mask | ~mask.any(-1, keepdim=True)
-            attn_mask = keys[:, None, None, :]
-            if self.causal:
-                n = x.shape[1]
-                eye = torch.eye(n, dtype=torch.bool, device=x.device)
-                tril = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
-                attn_mask = (attn_mask & tril) | eye  # a padded query always sees itself
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        y = full_attention(q, k, v, mask, causal=self.causal, dropout_p=p)
         return self._zero_padded(self.out(merge_heads(y)), mask)
 
     def __repr__(self) -> str:

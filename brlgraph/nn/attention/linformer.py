@@ -10,6 +10,17 @@ from brlgraph.nn.attention.base import TokenAttention
 from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
 
 
+def linformer_attention(q: Tensor, k: Tensor, v: Tensor, proj_k: Tensor, proj_v: Tensor,
+                        mask: Tensor | None = None) -> Tensor:
+    """Linformer on split heads ([B, H, N, Dh]); ``proj_k, proj_v`` [k, N]."""
+    if mask is not None:
+        keep = mask[:, None, :, None].to(k.dtype)
+        k, v = k * keep, v * keep
+    k = proj_k.to(k.dtype) @ k  # [B, H, k, Dh]
+    v = proj_v.to(v.dtype) @ v
+    return torch.softmax((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5, dim=-1) @ v
+
+
 class LinformerAttention(TokenAttention):
     r"""Linformer (Wang et al., 2020):
 
@@ -56,12 +67,7 @@ class LinformerAttention(TokenAttention):
             raise ConfigError(f"sequence length {n} exceeds linformer max_len={self.max_len}; "
                               "raise the max_len option")
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
-        if mask is not None:
-            keep = mask[:, None, :, None].to(k.dtype)
-            k, v = k * keep, v * keep
-        k = self.proj_k[:, :n].to(k.dtype) @ k  # [B, H, proj_dim, Dh]
-        v = self.proj_v[:, :n].to(v.dtype) @ v
-        y = torch.softmax((q @ k.transpose(-1, -2)) * self.head_dim**-0.5, dim=-1) @ v
+        y = linformer_attention(q, k, v, self.proj_k[:, :n], self.proj_v[:, :n], mask)
         return self._zero_padded(self.out(self.dropout(merge_heads(y))), mask)
 
     def __repr__(self) -> str:

@@ -25,6 +25,38 @@ def orthogonal_gaussian(rows: int, cols: int, generator: torch.Generator | None 
     return w * norms
 
 
+def favor_features(x: Tensor, projection: Tensor, is_query: bool,
+                   mask: Tensor | None = None) -> Tensor:
+    """Positive random features ``phi(x)`` [B, H, N, r] of FAVOR+ for x [B, H, N, Dh]."""
+    r, d = projection.shape
+    x = x * d**-0.25
+    proj = x @ projection.T.to(x.dtype)
+    proj = proj - 0.5 * x.pow(2).sum(-1, keepdim=True)
+    if is_query:
+        stab = proj.amax(-1, keepdim=True)
+    else:
+        valid = proj if mask is None else proj.masked_fill(~mask[:, None, :, None], -math.inf)
+        stab = valid.amax((-2, -1), keepdim=True).clamp_min(-1e4)
+    phi = (torch.exp(proj - stab.detach()) + 1e-6) / math.sqrt(r)
+    if not is_query and mask is not None:
+        phi = phi * mask[:, None, :, None].to(phi.dtype)
+    return phi
+
+
+def performer_attention(q: Tensor, k: Tensor, v: Tensor, projection: Tensor,
+                        mask: Tensor | None = None, causal: bool = False) -> Tensor:
+    """FAVOR+ attention on split heads ([B, H, N, Dh]); ``projection`` [r, Dh]."""
+    fq = favor_features(q, projection, True, mask)
+    fk = favor_features(k, projection, False, mask)
+    if causal:
+        v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
+        o, _ = chunked_regla(fq, fk, v1, torch.ones_like(fk))
+        return o[..., :-1] / o[..., -1:].clamp_min(1e-12)
+    kv = fk.transpose(-1, -2) @ v  # [B, H, r, Dh]
+    z = fk.sum(-2)  # [B, H, r]
+    return (fq @ kv) / (fq @ z[..., None]).clamp_min(1e-12)
+
+
 class PerformerAttention(TokenAttention):
     r"""FAVOR+ attention (Choromanski et al., 2021).
 
@@ -74,35 +106,13 @@ class PerformerAttention(TokenAttention):
         w = orthogonal_gaussian(self.num_features, self.head_dim)
         self.projection.copy_(w.to(self.projection))
 
-    def _features(self, x: Tensor, is_query: bool, mask: Tensor | None) -> Tensor:
-        x = x * self.head_dim**-0.25
-        proj = x @ self.projection.T.to(x.dtype)  # [B, H, N, r]
-        proj = proj - 0.5 * x.pow(2).sum(-1, keepdim=True)
-        if is_query:
-            stab = proj.amax(-1, keepdim=True)
-        else:
-            valid = proj if mask is None else proj.masked_fill(~mask[:, None, :, None], -math.inf)
-            stab = valid.amax((-2, -1), keepdim=True).clamp_min(-1e4)
-        phi = (torch.exp(proj - stab.detach()) + 1e-6) / math.sqrt(self.num_features)
-        if not is_query and mask is not None:
-            phi = phi * mask[:, None, :, None].to(phi.dtype)
-        return phi
-
     def _attend(self, x: Tensor, mask: Tensor | None) -> Tensor:
         if self.training and self.redraw_interval is not None:
             if self._calls % self.redraw_interval == 0 and self._calls > 0:
                 self.redraw_projection()
             self._calls += 1
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
-        fq, fk = self._features(q, True, mask), self._features(k, False, mask)
-        if self.causal:
-            v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
-            o, _ = chunked_regla(fq, fk, v1, torch.ones_like(fk))
-            y = o[..., :-1] / o[..., -1:].clamp_min(1e-12)
-        else:
-            kv = fk.transpose(-1, -2) @ v  # [B, H, r, Dh]
-            z = fk.sum(-2)  # [B, H, r]
-            y = (fq @ kv) / (fq @ z[..., None]).clamp_min(1e-12)
+        y = performer_attention(q, k, v, self.projection, mask, causal=self.causal)
         return self._zero_padded(self.out(self.dropout(merge_heads(y))), mask)
 
     def __repr__(self) -> str:

@@ -13,6 +13,36 @@ from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
 from brlgraph.ops.regla import chunked_regla
 
 
+def regla_attention(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, mask: Tensor | None = None,
+                    causal: bool = False, chunk_size: int = 32) -> Tensor:
+    """ReGLA's safe-exp features and gated scan on split heads (before the output norm).
+
+    q, k, gate: [B, H, N, Dk] (gate in (0, 1], ``log gate >= -64 / chunk_size``);
+    v: [B, H, N, Dv]; mask [B, N]. Returns [B, H, N, Dv].
+    """
+    d = q.shape[-1]
+    alpha = 1.0 / (math.e * math.sqrt(d * (math.e**2 - 1)))
+    fq = alpha * torch.exp(q - q.amax(-1, keepdim=True).detach())
+    token_max = k.detach().amax(-1, keepdim=True)  # [B, H, N, 1]
+    if mask is not None:
+        keep = mask[:, None, :, None]
+        token_max = token_max.masked_fill(~keep, -math.inf)
+        gate = torch.where(keep, gate, torch.ones_like(gate))
+    kmax = token_max.amax(-2, keepdim=True).clamp_min(-1e4)
+    fk = torch.exp(k - kmax)
+    if mask is not None:
+        fk = fk * keep.to(k.dtype)
+    o, _ = chunked_regla(fq, fk, v, gate, chunk_size=chunk_size)
+    if causal:
+        # The max over the sequence would let later keys rescale earlier outputs; the
+        # causal form uses the max over the prefix instead (a per-token rescale).
+        prefix_max = torch.cummax(token_max, dim=-2).values
+        rescale = torch.exp(kmax - prefix_max)
+        return o * torch.where(torch.isfinite(prefix_max), rescale, torch.zeros_like(rescale))
+    ob, _ = chunked_regla(*(t.flip(2) for t in (fq, fk, v, gate)), chunk_size=chunk_size)
+    return o + ob.flip(2) - (fq * fk).sum(-1, keepdim=True) * v
+
+
 class ReGLAAttention(TokenAttention):
     r"""ReGLA (spec section 5). Per head (``d = d_h``):
 
@@ -48,8 +78,6 @@ class ReGLAAttention(TokenAttention):
             raise ConfigError(f"chunk_size={chunk_size} must be >= 1")
         self.dim, self.heads, self.causal, self.chunk_size = dim, heads, causal, chunk_size
         d = self.head_dim
-        self.alpha = 1.0 / (math.e * math.sqrt(d * (math.e**2 - 1)))
-        self.min_log_gate = -64.0 / chunk_size
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.gates = nn.Linear(dim, 2 * dim)  # W_g, W_r
         self.norm = nn.LayerNorm(d)
@@ -68,28 +96,8 @@ class ReGLAAttention(TokenAttention):
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
         g, r = (torch.sigmoid(split_heads(t, self.heads)) for t in self.gates(x).chunk(2, -1))
         gate = (1 - r) * g * g + r * (1 - (1 - g) ** 2)
-        gate = gate.clamp_min(math.exp(self.min_log_gate))
-        fq = self.alpha * torch.exp(q - q.amax(-1, keepdim=True).detach())
-        token_max = k.detach().amax(-1, keepdim=True)  # [B, H, N, 1]
-        if mask is not None:
-            keep = mask[:, None, :, None]
-            token_max = token_max.masked_fill(~keep, -math.inf)
-            gate = torch.where(keep, gate, torch.ones_like(gate))
-        kmax = token_max.amax(-2, keepdim=True).clamp_min(-1e4)
-        fk = torch.exp(k - kmax)
-        if mask is not None:
-            fk = fk * keep.to(k.dtype)
-        o, _ = chunked_regla(fq, fk, v, gate, chunk_size=self.chunk_size)
-        if self.causal:
-            # The max over the sequence would let later keys rescale earlier outputs; the
-            # causal form uses the max over the prefix instead (a per-token rescale).
-            prefix_max = torch.cummax(token_max, dim=-2).values
-            rescale = torch.exp(kmax - prefix_max)
-            o = o * torch.where(torch.isfinite(prefix_max), rescale, torch.zeros_like(rescale))
-        else:
-            ob, _ = chunked_regla(*(t.flip(2) for t in (fq, fk, v, gate)),
-                                  chunk_size=self.chunk_size)
-            o = o + ob.flip(2) - (fq * fk).sum(-1, keepdim=True) * v
+        gate = gate.clamp_min(math.exp(-64.0 / self.chunk_size))
+        o = regla_attention(q, k, v, gate, mask, causal=self.causal, chunk_size=self.chunk_size)
         y = self.norm(o)
         return self._zero_padded(self.out(self.dropout(merge_heads(y))), mask)
 
