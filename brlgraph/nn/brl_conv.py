@@ -85,11 +85,12 @@ class BRLConv(nn.Module):
     def reset_parameters(self) -> None:
         for module in (self.lin_in, self.hop_emb, self.norm, self.lin_out):
             module.reset_parameters()
-        for module in self.attn.modules():
-            if module is not self.attn and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
         if hasattr(self.attn, "reset_parameters"):
             self.attn.reset_parameters()
+        else:
+            for module in self.attn.modules():
+                if module is not self.attn and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
 
     def sequences(self, edge_index: Tensor, num_nodes: int) -> NodeSequences:
         """Hop-ordered sequences of all nodes, cached for the last ``edge_index`` seen."""

@@ -115,7 +115,7 @@ def hop_ordered_sequences(
         targets = graph.global_index(node_type, targets)
     elif targets is None:
         targets = torch.arange(graph.num_nodes)
-    tg = torch.as_tensor(targets, dtype=torch.long).reshape(-1).numpy()
+    tg = torch.as_tensor(targets, dtype=torch.long).reshape(-1).cpu().numpy()
     if tg.size and (tg.min() < 0 or tg.max() >= graph.num_nodes):
         raise ConfigError(f"target ids must lie in 0..{graph.num_nodes - 1}")
 
