@@ -128,12 +128,14 @@ def _prepare_sparse(x: sp.csr_matrix, metric: str) -> tuple[sp.csr_matrix, torch
 
 def _scores(base: Any, aux: torch.Tensor | None, start: int, stop: int, sparse: bool,
             metric: str) -> torch.Tensor:
-    """Scores of queries ``start:stop`` against all points; larger means nearer."""
+    """Scores of queries ``start:stop`` against all points; larger means nearer.
+
+    Euclidean scores are ``2 q.p - ||p||^2`` (the squared distance minus the query's
+    own squared norm, which does not change its ranking), in one fused ``addmm``.
+    """
     if sparse:
         product = torch.from_numpy((base[start:stop] @ base.T).toarray())
-    else:
-        product = base[start:stop] @ base.T
+        return product if metric == "cosine" else product.mul_(2).sub_(aux)
     if metric == "cosine":
-        return product
-    # -||q - p||^2 + ||q||^2: the query's own norm does not change its ranking.
-    return product.mul_(2).sub_(aux)
+        return base[start:stop] @ base.T
+    return torch.addmm(-aux, base[start:stop], base.T, alpha=2)
