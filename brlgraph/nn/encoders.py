@@ -81,7 +81,10 @@ class NodeInputEncoder(nn.Module):
         x = self._features(x, proj.weight.device)
         if x.is_sparse:
             if self.training and self.input_dropout.p > 0:
-                x = torch.sparse_coo_tensor(x.indices(), self.input_dropout(x.values()), x.shape)
+                x = torch.sparse_coo_tensor(
+                    x.indices(), self.input_dropout(x.values()), x.shape,
+                    is_coalesced=True, check_invariants=False,
+                )
             h = torch.sparse.mm(x, proj.weight.t()) + proj.bias
             return h if local is None else h[local]
         return proj(self.input_dropout(x if local is None else x[local]))
