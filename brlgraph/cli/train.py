@@ -60,6 +60,7 @@ def resolve_device(name: str | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from brlgraph.train.config import build_config
     from brlgraph.train.experiment import run_experiment
+    from brlgraph.train.runner import write_hgb_predictions
 
     overrides = list(args.overrides)
     if args.attention is not None:
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config.data.name}-{config.model.attention}-seed{config.seed}")
     result = run_experiment(config, out, device=device, resume=args.resume, progress=not args.quiet)
+    write_hgb_predictions(out / f"{config.data.name}_{config.seed}.txt", result["predictions"])
     m = result["metrics"]
     score = "accuracy" if "test_accuracy" in m and config.data.name == "20News" else "micro_f1"
     print(f"{config.data.name} ({config.model.attention}, seed {config.seed}): "

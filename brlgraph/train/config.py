@@ -64,13 +64,16 @@ class ModelConfig:
     layers: int = 2
     heads: int = 8
     dropout: float = 0.2
-    attention_dropout: float = 0.1
+    #: dropout inside attention (0: BRLFormer passes none; see the note in experiment.py)
+    attention_dropout: float = 0.0
     #: half-width of the local window of BRL/local attention
     window: int = 16
     #: compressed reservoir tokens (m) of BRL attention
     reservoir: int = 16
     #: GNN pre-encoder layers over the whole graph (0 = none)
     gnn_layers: int = 2
+    #: kind of GNN pre-encoder: gcn, sage, gat
+    gnn: str = "gcn"
     #: dropout applied to raw input features
     input_dropout: float = 0.0
 
@@ -114,7 +117,8 @@ CHOICES = {
     "model.attention": ("brl", "full", "local", "performer", "linformer", "regla"),
     "train.schedule": ("constant", "cosine"),
     "train.monitor": ("val_micro_f1", "val_macro_f1", "val_accuracy", "val_loss"),
-    "sequences.order": ("rcm", "bfs"),
+    "sequences.order": ("rcm", "bfs", "identity"),
+    "model.gnn": ("gcn", "sage", "gat"),
 }
 
 

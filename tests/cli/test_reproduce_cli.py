@@ -1,0 +1,56 @@
+"""``brlgraph reproduce hgb`` on a tiny run: table beside published rows, HGB prediction files."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from brlgraph.cli.main import main
+from brlgraph.train.published import PUBLISHED_HGB
+from brlgraph.train.runner import hgb_table, mean_std
+from tests.conftest import require_data
+
+TINY = ["--set", "train.epochs=2", "--set", "sequences.length=8", "--set", "model.hidden=32",
+        "--set", "model.heads=2", "--set", "model.layers=1", "--set", "model.gnn_layers=1",
+        "--set", "train.batch_size=2048"]
+
+
+def test_table_rows_and_values():
+    runs = [{"test_micro_f1": 0.9, "test_macro_f1": 0.8}, {"test_micro_f1": 0.92, "test_macro_f1": 0.84}]
+    frame = hgb_table({"DBLP": runs}, ["DBLP", "IMDB"])
+    assert list(frame.columns) == ["DBLP Micro-F1", "DBLP Macro-F1", "IMDB Micro-F1", "IMDB Macro-F1"]
+    ours = frame.iloc[0]
+    mean, std = mean_std([90.0, 92.0])
+    assert ours["DBLP Micro-F1"] == f"{mean:.2f} ± {std:.2f}" == "91.00 ± 1.41"
+    assert ours["IMDB Micro-F1"] == "n/a"
+    assert frame.loc["HINormer", "DBLP Micro-F1"] == "94.94"
+    assert frame.loc["HINormer", "DBLP Macro-F1"] == "94.57"
+    assert set(PUBLISHED_HGB) <= set(frame.index)
+
+
+def test_reproduce_writes_table_and_hgb_predictions(tmp_path, monkeypatch, capsys, cache_dir):
+    monkeypatch.setenv("BRLGRAPH_DATA", str(require_data("hgb", "DBLP.zip").parents[1]))
+    out = tmp_path / "rep"
+    code = main(["reproduce", "hgb", "--datasets", "DBLP,Freebase", "--seeds", "2", "--out", str(out),
+                 "--quiet", *TINY])
+    assert code == 0
+    captured = capsys.readouterr()
+    # Freebase has no graph files here: one clear line naming them, and DBLP still ran
+    freebase = [line for line in captured.err.splitlines() if "Freebase" in line and "error" in line]
+    assert len(freebase) == 1 and "node.dat" in freebase[0] and "link.dat" in freebase[0]
+    assert "HINormer" in captured.out
+    table = pd.read_csv(out / "hgb_table.csv", index_col=0)
+    assert table.loc["HINormer", "DBLP Micro-F1"] == pytest.approx(94.94)
+    assert "±" in table.iloc[0]["DBLP Micro-F1"] and table.iloc[0]["Freebase Micro-F1"] == "n/a"
+    assert (out / "hgb_table.md").read_text().startswith("| method |")
+    global_ids = set()
+    for seed in (1, 2):
+        rows = (out / f"DBLP_{seed}.txt").read_text().splitlines()
+        assert len(rows) == 2840  # one line per test node of label.dat.test
+        for row in rows:
+            node, empty, node_type, label = row.split("\t")
+            assert empty == "" and node_type == "0" and label in {"0", "1", "2", "3"}
+            global_ids.add(int(node))
+    assert not (out / "Freebase_1.txt").exists()
+    # the ids are node.dat ids of DBLP authors (node.dat lists authors first: 0..4056)
+    assert max(global_ids) < 4057 and len(global_ids) == 2840

@@ -1,0 +1,61 @@
+"""Real training on DBLP from the shared data: accuracy, determinism, exact resumption."""
+
+from __future__ import annotations
+
+import pytest
+
+from brlgraph.train.config import build_config
+from brlgraph.train.experiment import run_experiment
+from tests.conftest import require_data
+
+# Small enough for CI (a few seconds per epoch on two CPU cores), big enough to learn DBLP.
+FAST = ["train.epochs=8", "train.patience=8", "sequences.length=16", "model.hidden=32",
+        "model.heads=2", "model.layers=1", "model.gnn_layers=2", "train.batch_size=2048",
+        "train.lr=0.01", "seed=1", "data.split_seed=1"]
+RESUME_AT = 3
+
+
+@pytest.fixture(scope="module")
+def dblp_env(tmp_path_factory):
+    root = require_data("hgb", "DBLP.zip").parents[1]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BRLGRAPH_DATA", str(root))
+        mp.setenv("BRLGRAPH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def reference(dblp_env):
+    return run_experiment(build_config("DBLP", None, FAST), dblp_env / "a", progress=False)
+
+
+def _same(a, b):
+    drop = ("seconds", "setup_seconds")
+    assert {k: v for k, v in a["metrics"].items() if k not in drop} == \
+        {k: v for k, v in b["metrics"].items() if k not in drop}
+    assert [{k: v for k, v in h.items()} for h in a["history"]] == b["history"]
+    assert a["predictions"] == b["predictions"]
+
+
+def test_short_dblp_run_learns(reference):
+    m = reference["metrics"]
+    assert m["test_micro_f1"] >= 0.85, m
+    assert m["epochs"] == 8 and 1 <= m["best_epoch"] <= 8
+    assert len(reference["predictions"]["global_id"]) == 2840
+
+
+def test_same_seed_same_result(dblp_env, reference):
+    again = run_experiment(build_config("DBLP", None, FAST), dblp_env / "b", progress=False)
+    _same(reference, again)
+
+
+def test_resume_after_interrupt_ends_where_uninterrupted_run_ends(dblp_env, reference):
+    def interrupt(epoch, metrics):
+        if epoch == RESUME_AT:
+            raise KeyboardInterrupt
+
+    config = build_config("DBLP", None, FAST)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, dblp_env / "c", progress=False, on_epoch_end=interrupt)
+    resumed = run_experiment(config, dblp_env / "c", resume=True, progress=False)
+    _same(reference, resumed)
