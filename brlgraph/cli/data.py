@@ -24,8 +24,11 @@ from brlgraph.errors import DataError
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("data", help="list, inspect, verify and download data sets",
-                                   description=__doc__.split("\n\n")[0])
+    parser = subparsers.add_parser(
+        "data", help="list, inspect, verify and download data sets",
+        description="List, inspect, verify and download data sets. Raw files are looked for "
+                    "under --root, then $BRLGRAPH_DATA, then the download cache.",
+    )
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
     sub.required = True
 

@@ -52,7 +52,7 @@ HGB_NAMES = ("DBLP", "ACM", "IMDB", "Freebase")
 REQUIRED_FILES = ("info.dat", "node.dat", "link.dat", "label.dat", "label.dat.test")
 VAL_FRACTION = 0.2
 
-_INT = re.compile(rb"\s*[+-]?\d+\s*")
+_DIGIT_VALUES = np.arange(10, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- sources
@@ -275,7 +275,8 @@ def parse_nodes(raw: bytes, where: str, info: HGBInfo) -> HGBNodes:
             # Rows were collected in file order; reorder them to ascending id.
             file_order = np.argsort(ids_arr[types_arr == t], kind="stable")
             matrix = parse_feature_rows(feats_by_type[t], lines_by_type[t], where)
-            features[t] = matrix[file_order]
+            in_order = bool(np.all(file_order[1:] > file_order[:-1]))
+            features[t] = matrix if in_order else matrix[file_order]
     return HGBNodes(sorted_ids, sorted_types, local, num_nodes, global_ids, features)
 
 
@@ -300,14 +301,14 @@ def parse_feature_rows(rows: list[bytes], line_numbers: list[int], where: str) -
 
 
 def _features_fast(rows: list[bytes], dim: int) -> np.ndarray | None:
-    joined = b",".join(r.strip() for r in rows)
     n = len(rows)
+    joined = b",".join(rows)
     if len(joined) == 2 * n * dim - 1:
         # Every value is a single character: bag-of-words counts 0-9 (DBLP, ACM).
         buf = np.frombuffer(joined, dtype=np.uint8)
-        digits = buf[0::2]
-        if (buf[1::2] == ord(",")).all() and ((digits >= 48) & (digits <= 57)).all():
-            return (digits - 48).astype(np.float32).reshape(n, dim)
+        digits = buf[0::2] - np.uint8(ord("0"))  # wraps non-digits to values > 9
+        if (buf[1::2] == ord(",")).all() and (digits <= 9).all():
+            return _DIGIT_VALUES[digits].reshape(n, dim)
     frame = pd.read_csv(
         io.BytesIO(b"\n".join(r.strip() for r in rows)), header=None, dtype=np.float32,
         engine="c", skip_blank_lines=False, na_filter=False, quoting=csv.QUOTE_NONE,
@@ -733,9 +734,12 @@ def _lines(raw: bytes, allow_blank: bool = True, where: str = "") -> Any:
 
 
 def _int(value: bytes, where: str, number: int, what: str) -> int:
-    if not _INT.fullmatch(value):
-        raise DataError(f"{where}, line {number}: {what} is not an integer: {_show(value)}")
-    result = int(value)
+    try:
+        if b"_" in value:  # int() accepts 1_000; HGB files never write it
+            raise ValueError
+        result = int(value)
+    except ValueError:
+        raise DataError(f"{where}, line {number}: {what} is not an integer: {_show(value)}") from None
     if not -(2**62) <= result < 2**62:
         raise DataError(f"{where}, line {number}: {what} {result} is out of range")
     return result
