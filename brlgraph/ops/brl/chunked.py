@@ -347,7 +347,7 @@ class _BRLFunction(torch.autograd.Function):
                 dkb[:, o : o + nb] += dk_win[:, :, o * c : (o + 1) * c]
                 dvb[:, o : o + nb] += dv_win[:, :, o * c : (o + 1) * c]
 
-        dk = dk_ext[:, w : w + Np]
+        dk = dk_ext[:, w : w + Np]  # views: the write hop adds into them below
         dv = dv_ext[:, w : w + Np]
         if not ctx.reservoir:
             return dq, dk, dv, *([None] * 10)
@@ -374,7 +374,6 @@ class _BRLFunction(torch.autograd.Function):
         # Pass 2: write-hop backward.
         rqw = (rq * (scale * tau_w[:, None, None]))[:, None]
         drq_raw = torch.zeros_like(rq)
-        dk, dv = dk.clone(), dv.clone()
         for s0 in chunks:
             sl = slice(s0, s0 + T)
             gsl = slice(s0 // G, s0 // G + ng) if g.causal else slice(0, 1)
@@ -445,7 +444,8 @@ def chunked_brl_attention(
     pad = g.n_pad - L
 
     def flat(x: Tensor) -> Tensor:
-        return F.pad(x.to(cdt).reshape(B * H, L, D), (0, 0, 0, pad))
+        x = x.to(cdt).reshape(B * H, L, D)
+        return F.pad(x, (0, 0, 0, pad)) if pad else x
 
     def flat_mask(m: Tensor) -> Tensor:
         return F.pad(m[:, None, :].expand(B, H, L).reshape(B * H, L), (0, pad), value=False)

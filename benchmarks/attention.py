@@ -1,0 +1,316 @@
+"""Benchmark the attention operators: forward, forward+backward time and peak memory.
+
+Every backend runs at the operator level on the same split-head inputs
+(q, k, v: [1, heads, n, head_dim], fp32 on CPU, bf16 on CUDA), without the q/k/v/o
+projections that every module adds alike:
+
+    brl              BRL-Attention fast path (window w + m reservoir tokens, learnable
+                     temperatures and lambda)
+    local            the same window alone (reservoir weight 0, no reservoir work)
+    full             scaled_dot_product_attention
+    performer        FAVOR+ with 2 * head_dim random features
+    linformer        sequence projection to k = 128 rows
+    regla            ReGLA features + bidirectional gated scan (chunk 32)
+    local-attention  the `local-attention` package, window_size = w, look_backward = 1,
+                     look_forward = 1 (non-causal), as a peer in the same run
+
+Each (backend, n) runs in fresh subprocesses, one for time and one for memory, after
+a warm-up on a short sequence. Peak memory on CPU is the growth of the process's
+resident set during one forward+backward over its size just before (VmHWM after
+resetting it through /proc/self/clear_refs, minus VmRSS; in that process glibc's mmap
+threshold is fixed at 64 KiB so freed tensors leave the resident set); the inputs
+are allocated before and not counted. On CUDA it is torch.cuda.max_memory_allocated
+above the allocation before the step, and times come from CUDA events. Times are the
+minimum over --repeats runs after one warm-up run (a run slower than
+--single-run-seconds is measured once). Cases whose cost would be out of reach (full
+attention beyond --full-max-n) are reported as "not run".
+
+    python benchmarks/attention.py                       # CPU, n = 1,024 .. 65,536
+    python benchmarks/attention.py --device cuda         # n up to 262,144
+    python benchmarks/attention.py --backends brl,local-attention --ns 8192,65536
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(ROOT))
+BACKENDS = ("brl", "local", "full", "performer", "linformer", "regla", "local-attention")
+CPU_NS = tuple(2**p for p in range(10, 17))  # 1,024 .. 65,536
+CUDA_NS = tuple(2**p for p in range(10, 19))  # .. 262,144
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _build(backend: str, n: int, args):
+    """Leaf inputs and a closure running the operator forward."""
+    import torch
+
+    from brlgraph.nn.attention import (
+        full_attention,
+        linformer_attention,
+        performer_attention,
+        regla_attention,
+    )
+    from brlgraph.nn.attention.performer import orthogonal_gaussian
+    from brlgraph.ops.brl import brl_attention
+
+    dev = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    H, D, w, m = args.heads, args.head_dim, args.window, args.num_compressed
+    g = torch.Generator(device="cpu").manual_seed(0)
+
+    def leaf(*shape, scale=1.0, offset=0.0):
+        t = torch.randn(*shape, generator=g) * scale + offset
+        return t.to(dev, dtype).requires_grad_()
+
+    q, k, v = (leaf(1, H, n, D) for _ in range(3))
+    leaves = [q, k, v]
+    if backend == "brl":
+        rq, rk = leaf(1, H, m, D), leaf(1, H, m, D)
+        gq, gk1, gk2 = (leaf(H, scale=0.1) for _ in range(3))
+        theta = leaf(H, scale=0.0)
+        leaves += [rq, rk, gq, gk1, gk2, theta]
+
+        def fwd():
+            y, _, _ = brl_attention(q, k, v, rq, rk, tau_w=torch.exp(gq * gk1),
+                                    tau_r=torch.exp(gq * gk2), lam=torch.sigmoid(theta),
+                                    window=w)
+            return y
+    elif backend == "local":
+        def fwd():
+            return brl_attention(q, k, v, window=w)[0]
+    elif backend == "full":
+        def fwd():
+            return full_attention(q, k, v)
+    elif backend == "performer":
+        proj = orthogonal_gaussian(2 * D, D, generator=g).to(dev, dtype)
+
+        def fwd():
+            return performer_attention(q, k, v, proj)
+    elif backend == "linformer":
+        pk, pv = leaf(128, n, scale=128**-0.5), leaf(128, n, scale=128**-0.5)
+        leaves += [pk, pv]
+
+        def fwd():
+            return linformer_attention(q, k, v, pk, pv)
+    elif backend == "regla":
+        gate_logits = leaf(1, H, n, D, offset=2.0)
+        leaves.append(gate_logits)
+
+        def fwd():
+            return regla_attention(q, k, v, torch.sigmoid(gate_logits).clamp_min(0.14))
+    elif backend == "local-attention":
+        from local_attention import LocalAttention
+
+        la = LocalAttention(window_size=w, causal=False, look_backward=1, look_forward=1,
+                            autopad=True)
+
+        def fwd():
+            return la(q, k, v)
+    else:
+        raise SystemExit(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    return leaves, fwd
+
+
+def worker(backend: str, n: int, args) -> dict:
+    """One case in this process: ``args.mode`` "mem" (peak memory) or "time"."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cuda = args.device == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    def make_step(leaves, fwd):
+        grads = {}
+
+        def step(backward: bool):
+            for t in leaves:
+                t.grad = None
+            y = fwd()
+            if backward:
+                y.backward(grads.setdefault("y", torch.randn_like(y)))
+            sync()
+
+        return step
+
+    # Load kernels and libraries on a short sequence first (twice: some allocations
+    # happen on the second backward only), so one-time costs are not counted.
+    warm = make_step(*_build(backend, min(n, 1024), args))
+    warm(True)
+    warm(True)
+    del warm
+    step = make_step(*_build(backend, n, args))
+
+    if args.mode == "mem":
+        if cuda:
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            step(True)
+            peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+        else:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            base = _rss_kib("VmRSS")
+            step(True)
+            peak = (_rss_kib("VmHWM") - base) / 1024
+        return dict(peak_mib=round(peak, 1))
+
+    start = time.perf_counter()
+    step(True)  # warm-up at full size
+    first = time.perf_counter() - start
+    repeats = 1 if first > args.single_run_seconds else args.repeats
+
+    def timed(backward: bool) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            if cuda:
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+                step(backward)
+                b.record()
+                sync()
+                best = min(best, a.elapsed_time(b))
+            else:
+                t0 = time.perf_counter()
+                step(backward)
+                best = min(best, (time.perf_counter() - t0) * 1e3)
+        return best
+
+    fwd_ms = timed(False)
+    fwdbwd_ms = first * 1e3 if repeats == 1 else timed(True)
+    return dict(fwd_ms=round(fwd_ms, 2), fwdbwd_ms=round(fwdbwd_ms, 2), repeats=repeats)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _skip_reason(backend: str, n: int, args) -> str | None:
+    if backend == "full" and n > args.full_max_n:
+        return f"not run (n > --full-max-n={args.full_max_n}: O(n^2) time)"
+    return None
+
+
+def run_case(backend: str, n: int, args) -> dict:
+    """Time in one fresh subprocess, peak memory in another."""
+    row = dict(backend=backend, n=n, device=args.device)
+    for mode in ("time", "mem"):
+        env = dict(os.environ)
+        if mode == "mem":
+            env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # freed tensors leave the resident set
+        cmd = [sys.executable, __file__, "--worker", backend, str(n), "--mode", mode,
+               "--device", args.device, "--dtype", args.dtype, "--heads", str(args.heads),
+               "--head-dim", str(args.head_dim), "--window", str(args.window),
+               "--num-compressed", str(args.num_compressed), "--repeats", str(args.repeats),
+               "--threads", str(args.threads),
+               "--single-run-seconds", str(args.single_run_seconds)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                              timeout=args.timeout)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            return dict(row, fwd_ms=None, fwdbwd_ms=None, peak_mib=None,
+                        note=f"failed ({mode}): {tail}")
+        row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return row
+
+
+def _fmt(x, unit="") -> str:
+    return "-" if x is None else f"{x:,.1f}{unit}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--backends", default=",".join(BACKENDS))
+    p.add_argument("--ns", default=None, help="comma-separated sequence lengths")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (CUDA)")
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--head-dim", type=int, default=None, help="32 on CPU, 64 on CUDA")
+    p.add_argument("--window", type=int, default=128)
+    p.add_argument("--num-compressed", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (0: torch's default). 1 by default: on a CPU shared "
+                        "with other jobs, OpenMP barriers of several threads stall")
+    p.add_argument("--full-max-n", type=int, default=None,
+                   help="largest n for full attention (CPU 32,768; CUDA 262,144)")
+    p.add_argument("--single-run-seconds", type=float, default=20.0)
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
+    p.add_argument("--out", default=None, help="JSON path (default results/attention_<dev>.json)")
+    p.add_argument("--worker", nargs=2, metavar=("BACKEND", "N"), help=argparse.SUPPRESS)
+    p.add_argument("--mode", default="time", choices=("time", "mem"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    cuda = args.device == "cuda"
+    args.dtype = args.dtype or ("bfloat16" if cuda else "float32")
+    args.head_dim = args.head_dim or (64 if cuda else 32)
+    args.full_max_n = args.full_max_n or (2**18 if cuda else 2**15)
+
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args)))
+        return 0
+
+    if cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device is available")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for b in backends:
+        if b not in BACKENDS:
+            raise SystemExit(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
+    ns = [int(x) for x in args.ns.split(",")] if args.ns else list(CUDA_NS if cuda else CPU_NS)
+
+    print(f"# {args.device} ({platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cpus), {args.dtype}, batch 1, heads {args.heads}, head_dim "
+          f"{args.head_dim}, w {args.window}, m {args.num_compressed}, threads "
+          f"{args.threads or 'default'}; min of {args.repeats}")
+    print(f"{'backend':<16}{'n':>9}{'fwd ms':>12}{'fwd+bwd ms':>13}{'peak MiB':>11}  note")
+    rows = []
+    for n in ns:
+        for b in backends:
+            reason = _skip_reason(b, n, args)
+            row = (dict(backend=b, n=n, device=args.device, fwd_ms=None, fwdbwd_ms=None,
+                        peak_mib=None, note=reason) if reason else run_case(b, n, args))
+            rows.append(row)
+            print(f"{b:<16}{n:>9,}{_fmt(row['fwd_ms']):>12}{_fmt(row['fwdbwd_ms']):>13}"
+                  f"{_fmt(row['peak_mib']):>11}  {row.get('note') or ''}", flush=True)
+
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
+        f"attention_{args.device}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    setup = dict(dtype=args.dtype, heads=args.heads, head_dim=args.head_dim, window=args.window,
+                 num_compressed=args.num_compressed, threads=args.threads)
+    rows = [dict(r, **setup) for r in rows]
+    from brlgraph.io import atomic_write
+
+    with atomic_write(out) as f:
+        json.dump(rows, f, indent=1)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
