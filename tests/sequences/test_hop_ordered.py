@@ -164,3 +164,10 @@ def test_priority_prefilter_gives_the_exact_result(monkeypatch, factor):
     fast = hop_ordered_sequences(graph, None, 48, seed=11)
     assert torch.equal(exact.ids, fast.ids) and torch.equal(exact.hops, fast.hops)
     check_against_bfs(graph, fast, 4)
+
+
+def test_threads_give_the_same_result():
+    graph = random_view(500, 3000, 4)
+    one = hop_ordered_sequences(graph, None, 20, seed=2, chunk_size=64, num_workers=1)
+    two = hop_ordered_sequences(graph, None, 20, seed=2, chunk_size=64, num_workers=2)
+    assert torch.equal(one.ids, two.ids) and torch.equal(one.hops, two.hops)
