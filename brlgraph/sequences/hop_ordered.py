@@ -260,10 +260,9 @@ def _fill_chunk(
         """
         nodes_u = nodes.astype(np.uint64)
         prio = _splitmix64(target_hash[rows] ^ nodes_u) >> _U(64 - prio_bits)
-        if limit is not None:
-            keep = prio < limit[rows]
-            rows, nodes_u, prio = rows[keep], nodes_u[keep], prio[keep]
         keys = (rows.astype(np.uint64) << row_shift) | (prio << _U(node_bits)) | nodes_u
+        if limit is not None:
+            keys = keys[prio < limit[rows]]
         keys = _sorted_unique(keys)  # by (row, priority, node)
         return keys[~(_in_sorted(keys, prev1) | _in_sorted(keys, prev2))]
 

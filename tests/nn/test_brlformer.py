@@ -195,3 +195,20 @@ def test_causal_reservoir_is_not_written_from_the_sequence():
     # C' = C + FFN_c(LN(C)) only: the same for every sequence
     torch.testing.assert_close(reservoir, reservoir[:1].expand_as(reservoir))
     assert model(graph, seqs).shape == (30, 3)
+
+
+def test_attention_options_reach_the_backend():
+    data = toy_hetero()
+    model = BRLFormer.from_data(
+        data, attention="brl", attention_options={"window_mode": "block"}, **SMALL
+    )
+    attn = model.blocks[0].attn
+    assert (attn.window, attn.num_compressed, attn.window_mode) == (2, 4, "block")
+    graph = GraphView.from_data(data)
+    assert model(graph, hop_ordered_sequences(graph, None, 9, node_type="author")).shape == (30, 3)
+    # model-level window/reservoir are not forced on backends without them
+    assert BRLFormer.from_data(data, attention="performer", **SMALL).blocks[0].attn is not None
+    with pytest.raises(ConfigError, match="no option"):
+        BRLFormer.from_data(data, attention="full", attention_options={"num_compressed": 3}, **SMALL)
+    with pytest.raises(ConfigError, match="node order"):
+        BRLGraphSequenceModel.from_data(data, order="spectral", **SMALL)
