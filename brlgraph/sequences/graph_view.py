@@ -27,7 +27,7 @@ from brlgraph.errors import DataError
 HOMOGENEOUS_TYPE = "node"
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays: compare by identity
 class GraphView:
     """All nodes of a graph in one global order with a symmetric CSR adjacency.
 

@@ -33,7 +33,7 @@ from brlgraph.sequences.graph_view import GraphView
 DEFAULT_MAX_HOPS = 4
 
 
-@dataclass
+@dataclass(eq=False)  # holds tensors: compare by identity
 class NodeSequences:
     """Hop-ordered token sequences of T target nodes, S tokens each.
 
