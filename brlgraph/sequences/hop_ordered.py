@@ -15,7 +15,11 @@ Everything is vectorised over targets: a chunk of targets is expanded hop by hop
 once over CSR arrays, each candidate (row, node) pair is packed into one int64 key
 ``row | priority | node`` and a single sort both removes repeats and orders the
 candidates of a row by priority. Neighbours of hop h-1 nodes are at hop h-2, h-1
-or h, so only those two previous hops are excluded.
+or h, so only those two previous hops are excluded. Before the sort, a row with far
+more candidates than budget keeps only those below a priority threshold (a few times
+the budget survive); a row left short by it is redone without the threshold, so the
+result is exact. The priority is a 64-bit hash truncated to the bits the key has
+left (>= 20); ties are broken by node id.
 """
 
 from __future__ import annotations
