@@ -18,6 +18,9 @@ from brlgraph.train.config import (
 
 @pytest.mark.parametrize("name", DATASETS)
 def test_shipped_defaults_load_and_name_their_dataset(name):
+    from importlib import resources
+
+    assert (resources.files("brlgraph") / "configs" / f"{name.lower()}.toml").is_file()
     cfg = default_config(name.lower())
     assert cfg.data.name == name
     assert cfg.train.epochs > 0 and cfg.sequences.length > 0
