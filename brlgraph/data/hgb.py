@@ -47,12 +47,11 @@ from brlgraph.data.cache import cached, source_key
 from brlgraph.errors import DataError
 
 #: Bump when the processed layout or parsing rules change: old cache entries are ignored.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HGB_NAMES = ("DBLP", "ACM", "IMDB", "Freebase")
 REQUIRED_FILES = ("info.dat", "node.dat", "link.dat", "label.dat", "label.dat.test")
 VAL_FRACTION = 0.2
 
-_DIGIT_VALUES = np.arange(10, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- sources
@@ -281,7 +280,10 @@ def parse_nodes(raw: bytes, where: str, info: HGBInfo) -> HGBNodes:
 
 
 def parse_feature_rows(rows: list[bytes], line_numbers: list[int], where: str) -> np.ndarray:
-    """Comma-separated feature rows -> float32 matrix; every row must have the same length."""
+    """Comma-separated feature rows -> matrix; every row must have the same length.
+
+    float32, or uint8 when every value is a single digit (bag-of-words counts).
+    """
     widths = np.fromiter((r.count(b",") for r in rows), dtype=np.int64, count=len(rows)) + 1
     bad = np.flatnonzero(widths != widths[0])
     if len(bad):
@@ -295,7 +297,7 @@ def parse_feature_rows(rows: list[bytes], line_numbers: list[int], where: str) -
         matrix = _features_fast(rows, dim)
     except Exception:  # the fast path only handles well-formed input
         matrix = None
-    if matrix is None or not np.isfinite(matrix).all():
+    if matrix is None or (matrix.dtype.kind == "f" and not np.isfinite(matrix).all()):
         matrix = _features_slow(rows, line_numbers, dim, where)
     return matrix
 
@@ -308,7 +310,8 @@ def _features_fast(rows: list[bytes], dim: int) -> np.ndarray | None:
         buf = np.frombuffer(joined, dtype=np.uint8)
         digits = buf[0::2] - np.uint8(ord("0"))  # wraps non-digits to values > 9
         if (buf[1::2] == ord(",")).all() and (digits <= 9).all():
-            return _DIGIT_VALUES[digits].reshape(n, dim)
+            # Kept as uint8 (a quarter of float32 to cache); to_hetero_data converts.
+            return digits.reshape(n, dim)
     frame = pd.read_csv(
         io.BytesIO(b"\n".join(r.strip() for r in rows)), header=None, dtype=np.float32,
         engine="c", skip_blank_lines=False, na_filter=False, quoting=csv.QUOTE_NONE,
@@ -484,7 +487,8 @@ def parse_hgb(path: str | os.PathLike, multi_label: bool | None = None, name: st
     """Parse an HGB data set (zip or folder) into a cacheable dictionary.
 
     ``multi_label=None`` detects it from the label files (a comma in a label).
-    The result holds no split; see :func:`to_hetero_data`.
+    The result holds no split, and features that are single-digit counts stay
+    uint8 (a quarter of the cache); :func:`to_hetero_data` makes both.
     """
     from tqdm import tqdm
 
@@ -632,7 +636,7 @@ def to_hetero_data(processed: dict[str, Any], seed: int = 0) -> HeteroData:
         store.num_nodes = processed["num_nodes"][nt]
         store.global_id = processed["global_id"][nt]
         if nt in processed["x"]:
-            store.x = processed["x"][nt]
+            store.x = processed["x"][nt].to(torch.float32)  # digit counts are cached as uint8
     for et, ei, ew in zip(processed["edge_types"], processed["edge_index"],
                           processed["edge_weight"], strict=True):
         data[tuple(et)].edge_index = ei
