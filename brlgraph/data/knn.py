@@ -72,15 +72,14 @@ def knn_graph(
         base, aux = _prepare_dense(features, metric)
 
     neighbours = torch.empty((n, others), dtype=torch.long)
-    for start in range(0, n, chunk_size):
+    for start in range(0, n if others else 0, chunk_size):
         stop = min(start + chunk_size, n)
         scores = _scores(base, aux, start, stop, sparse, metric)
         rows = torch.arange(stop - start)
         # The point itself is excluded here and added back as a self-loop below, so
         # a duplicate point never displaces it (or is mistaken for it).
         scores[rows, rows + start] = -math.inf
-        if others:
-            neighbours[start:stop] = torch.topk(scores, others, dim=1, sorted=False).indices
+        neighbours[start:stop] = torch.topk(scores, others, dim=1, sorted=False).indices
     query = torch.arange(n).repeat_interleave(others)
     source = neighbours.reshape(-1)
     if loop:

@@ -56,6 +56,7 @@ def test_loop_and_direction_semantics():
     assert with_loop.shape == (2, 8)
     assert set(map(tuple, with_loop.t().tolist())) == {(i, i) for i in range(4)} | set(
         map(tuple, no_loop.t().tolist()))
+    assert knn_graph(x, 1, loop=True).tolist() == [[0, 1, 2, 3], [0, 1, 2, 3]]  # k=1: self only
     sym = knn_graph(x, 1, "euclidean", loop=False, symmetric=True)
     pairs = set(map(tuple, sym.t().tolist()))
     assert pairs == {(1, 0), (0, 1), (1, 2), (2, 1), (2, 3), (3, 2)}
