@@ -188,7 +188,7 @@ class _GraphModel(nn.Module):
         """
         if self.gnn is None:
             return self.encoder(graph, ids)
-        h = self.gnn(self.encoder(graph), graph.edge_index.to(self.head.weight.device))
+        h = self.gnn(self.encoder(graph), graph)
         return h if ids is None else h[ids]
 
     def readout(self, x: Tensor) -> Tensor:

@@ -11,6 +11,8 @@ type by type, so per-type outputs concatenate into one [N, d] matrix.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv
@@ -115,6 +117,10 @@ class LocalGNNEncoder(nn.Module):
         h \leftarrow h + \mathrm{Drop}(\mathrm{GELU}(\mathrm{GNN}_l(\mathrm{LN}_l(h), A)))
         \quad l = 1..L
 
+    GCN and SAGE run as sparse products with an adjacency built once per graph
+    (GCN: :math:`\hat A = D^{-1/2}(A + I)D^{-1/2}`, the same as ``GCNConv`` with its
+    default normalisation; SAGE: mean over neighbours), GAT over ``edge_index``.
+
     Args:
         hidden: d (input and output size).
         num_layers: L (0 = identity).
@@ -134,7 +140,7 @@ class LocalGNNEncoder(nn.Module):
 
         def conv() -> nn.Module:
             if kind == "gcn":
-                return GCNConv(hidden, hidden)
+                return GCNConv(hidden, hidden, normalize=False)  # normalised in adjacency()
             if kind == "sage":
                 return SAGEConv(hidden, hidden)
             return GATConv(hidden, hidden // heads, heads=heads)
@@ -143,9 +149,43 @@ class LocalGNNEncoder(nn.Module):
         self.convs = nn.ModuleList(conv() for _ in range(num_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
         self.dropout = nn.Dropout(dropout)
+        self._adjacency: tuple[GraphView, str, Tensor] | None = None
 
-    def forward(self, h: Tensor, edge_index: Tensor) -> Tensor:
-        """h [N, d], edge_index [2, E] -> [N, d]."""
+    def adjacency(self, graph: GraphView, device: torch.device) -> Tensor:
+        """What the convolutions take for ``graph``: a sparse CSR matrix or edge_index (cached)."""
+        cached = self._adjacency
+        if cached is not None and cached[0] is graph and cached[1] == str(device):
+            return cached[2]
+        n = graph.num_nodes
+        if self.kind == "gat":
+            adj = graph.edge_index
+        else:
+            indptr = torch.from_numpy(graph.indptr)
+            indices = torch.from_numpy(graph.indices)
+            if self.kind == "gcn":  # add self-loops, then D^-1/2 (A + I) D^-1/2
+                row = torch.repeat_interleave(torch.arange(n), indptr.diff())
+                row, indices = torch.cat([row, torch.arange(n)]), torch.cat([indices, torch.arange(n)])
+                dinv = (indptr.diff() + 1).float().rsqrt()
+                coo = torch.sparse_coo_tensor(
+                    torch.stack([row, indices]), dinv[row] * dinv[indices], (n, n),
+                    check_invariants=False,
+                )
+                with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                    warnings.simplefilter("ignore", UserWarning)
+                    adj = coo.coalesce().to_sparse_csr()
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    adj = torch.sparse_csr_tensor(
+                        indptr, indices, torch.ones(indices.numel()), (n, n), check_invariants=False
+                    )
+        adj = adj.to(device)
+        self._adjacency = (graph, str(device), adj)
+        return adj
+
+    def forward(self, h: Tensor, graph: GraphView) -> Tensor:
+        """h [N, d] -> [N, d] over the adjacency of ``graph``."""
+        adj = self.adjacency(graph, h.device)
         for conv, norm in zip(self.convs, self.norms, strict=True):
-            h = h + self.dropout(nn.functional.gelu(conv(norm(h), edge_index)))
+            h = h + self.dropout(nn.functional.gelu(conv(norm(h), adj)))
         return h
