@@ -22,7 +22,12 @@ How to drive it::
 
 Per step, the type-specific projections (and the optional GNN) run once over the
 nodes, and tokens are gathered from them by id; without a GNN only the nodes that
-occur in the batch are projected.
+occur in the batch are projected (sparse bag-of-words features: all nodes, as one
+sparse product). Features stay in ``graph.x_dict``; the model caches them on its
+device. Hyper-parameters (keyword arguments of ``from_data``): ``hidden``, ``layers``,
+``heads``, ``attention``, ``window``, ``reservoir``, ``attention_options``, ``dropout``,
+``attention_dropout``, ``input_dropout``, ``gnn_layers``, ``gnn``, ``ff_mult``, and
+``max_hops`` (BRLFormer, >= the sequences' max_hops) or ``order`` (graph model).
 
 A block carries two residual streams, the tokens X [B, S, d] and the reservoir
 C [B, m, d_c] (spec 1.(6)); for backends without a reservoir C is ``None``::
