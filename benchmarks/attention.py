@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--single-run-seconds", type=float, default=20.0)
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
     p.add_argument("--out", default=None, help="JSON path (default results/attention_<dev>.json)")
+    p.add_argument("--merge", action="store_true",
+                   help="update the cases run here in an existing JSON file, keep the rest")
     p.add_argument("--worker", nargs=2, metavar=("BACKEND", "N"), help=argparse.SUPPRESS)
     p.add_argument("--mode", default="time", choices=("time", "mem"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -304,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     setup = dict(dtype=args.dtype, heads=args.heads, head_dim=args.head_dim, window=args.window,
                  num_compressed=args.num_compressed, threads=args.threads)
     rows = [dict(r, **setup) for r in rows]
+    if args.merge and out.exists():
+        # Replace the re-measured (backend, n) cases, keep the others.
+        fresh = {(r["backend"], r["n"]) for r in rows}
+        old = [r for r in json.loads(out.read_text()) if (r["backend"], r["n"]) not in fresh]
+        rows = sorted(old + rows, key=lambda r: (r["n"], BACKENDS.index(r["backend"])))
     from brlgraph.io import atomic_write
 
     with atomic_write(out) as f:

@@ -232,3 +232,6 @@ def test_bad_arguments():
         brl_attention(q, k, v, rq, rk, window=4, window_mode="ring")
     with pytest.raises(ValueError, match="rq and rk"):
         brl_attention(q, k, v, rq, None, window=4)
+    _, _, hist = brl_attention(q, k, v, rq, rk, window=4, causal=True)
+    with pytest.raises(ValueError, match="causal"):
+        brl_attention(q, k, v, rq, rk, window=4, hist=hist)

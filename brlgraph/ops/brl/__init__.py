@@ -71,6 +71,8 @@ def brl_attention(
         raise ValueError(f"window must be >= 1, got {window}")
     if (rq is None) != (rk is None):
         raise ValueError("rq and rk must both be given (BRL) or both be None (local only)")
+    if hist is not None and not causal:
+        raise ValueError("hist (streaming state) is only defined for causal=True")
     kwargs = dict(tau_w=tau_w, tau_r=tau_r, lam=lam, window=window, causal=causal,
                   window_mode=window_mode, block_size=block_size, mask=mask)
     if impl == "naive":

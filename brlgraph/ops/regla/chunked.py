@@ -49,8 +49,9 @@ def chunked_regla(
     decay = torch.exp(b_last).transpose(-1, -2)  # [B, H, nc, Dk, 1]
     S = q.new_zeros(B, H, Dk, Dv) if initial_state is None else initial_state
     before = []
-    for j in range(nc):
+    # unbind, not delta[:, :, j]: indexing would give every step a full-size gradient.
+    for dec, dlt in zip(decay.unbind(2), delta.unbind(2), strict=True):
         before.append(S)
-        S = decay[:, :, j] * S + delta[:, :, j]
+        S = dec * S + dlt
     o = o + qb @ torch.stack(before, dim=2)
     return o.flatten(2, 3)[:, :, :N], S
