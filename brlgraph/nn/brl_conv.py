@@ -80,7 +80,7 @@ class BRLConv(nn.Module):
         self.norm = nn.LayerNorm(hidden)
         self.attn = make_attention(attention, hidden, heads, **opts)
         self.lin_out = nn.Linear(hidden, out_channels)
-        self._cache: tuple[tuple, NodeSequences] | None = None
+        self._cache: tuple[Tensor, tuple[int, int], NodeSequences] | None = None
 
     def reset_parameters(self) -> None:
         for module in (self.lin_in, self.hop_emb, self.norm, self.lin_out):
@@ -94,14 +94,16 @@ class BRLConv(nn.Module):
 
     def sequences(self, edge_index: Tensor, num_nodes: int) -> NodeSequences:
         """Hop-ordered sequences of all nodes, cached for the last ``edge_index`` seen."""
-        key = (edge_index.data_ptr(), tuple(edge_index.shape), edge_index._version, num_nodes)
-        if self._cache is None or self._cache[0] != key:
+        # Keyed by the tensor itself (held, so its memory is not reused by another
+        # edge_index) and its version counter (bumped by in-place changes).
+        c = self._cache
+        if c is None or c[0] is not edge_index or c[1] != (edge_index._version, num_nodes):
             graph = GraphView.from_edge_index(edge_index, num_nodes)
             seqs = hop_ordered_sequences(
                 graph, None, self.seq_len, max_hops=self.max_hops, seed=self.seed
             )
-            self._cache = (key, seqs.to(edge_index.device))
-        return self._cache[1]
+            self._cache = c = (edge_index, (edge_index._version, num_nodes), seqs.to(edge_index.device))
+        return c[2]
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         seqs = self.sequences(edge_index, x.shape[0])

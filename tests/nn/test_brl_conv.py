@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch_geometric.nn import GCNConv, Sequential
 
 from brlgraph.nn import BRLConv
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors on a shared 2-core machine: one intra-op thread is several times
+    faster than two (the second spins against other jobs)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 def planted_partition(n_per: int = 60, p_in: float = 0.15, p_out: float = 0.01, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
@@ -38,6 +48,10 @@ def test_sequences_cached_per_edge_index_and_isolated_nodes():
     assert conv.sequences(ei, 6) is s1
     ei2 = torch.tensor([[0, 1], [1, 2]])
     assert conv.sequences(ei2, 6) is not s1
+    ei[1, 2] = 4  # in place: 3 -> 4
+    s3 = conv.sequences(ei, 6)
+    assert s3.ids[4, 1] == 2 and s3.mask[3].sum() == 1
+    ei[1, 2] = 3
     out = conv(x, ei)
     # an isolated node's output depends only on its own features
     x2 = x.clone()
