@@ -18,6 +18,7 @@ _EXPORTS = {
     "make_attention": "brlgraph.nn.attention",
     "ATTENTION_BACKENDS": "brlgraph.nn.attention",
     "BRLFormer": "brlgraph.nn.brlformer",
+    "BRLGraphSequenceModel": "brlgraph.nn.brlformer",
     "BRLConv": "brlgraph.nn.brl_conv",
 }
 
