@@ -22,6 +22,7 @@ keeps the original ids as ``global_id``. Relation names follow the link
 meaning: ``paper-cite-paper`` gives ``('paper', 'cite', 'paper')``, a two-part
 meaning (``author-paper``, ``movie->director``) gives ``'to'``. A link type whose
 exact transpose is not among the link types gets a reverse type ``rev_<rel>``.
+Link weights (all 1 in DBLP/ACM/IMDB) become ``edge_weight`` only where some differ from 1.
 """
 
 from __future__ import annotations
@@ -685,13 +686,13 @@ def load_hgb(name: str, root: str | os.PathLike | None = None, seed: int = 0, *,
         sources.download(name, progress=progress)
         located = sources.locate(name, root)
     if located is None:
-        raise DataError(sources.missing_message(name, root) + _freebase_hint(name, root))
+        raise DataError(sources.missing_message(name, root) + _freebase_hint(name))
     files = HGBFiles(located.path)
     missing = [f for f in REQUIRED_FILES if not files.has(f)]
     if missing:
         raise DataError(
             f"{located.path}: {', '.join(missing)} missing; an HGB data set needs "
-            f"{', '.join(REQUIRED_FILES)}" + _freebase_hint(name, root)
+            f"{', '.join(REQUIRED_FILES)}" + _freebase_hint(name)
         )
     entry = sources.manifest()[name]
     key = source_key(files.stat_paths(), FORMAT_VERSION, multi_label=entry["multi_label"])
@@ -705,7 +706,7 @@ def load_hgb(name: str, root: str | os.PathLike | None = None, seed: int = 0, *,
 # --------------------------------------------------------------------------- helpers
 
 
-def _freebase_hint(name: str, root: str | os.PathLike | None) -> str:
+def _freebase_hint(name: str) -> str:
     if name != "Freebase":
         return ""
     return (
