@@ -290,3 +290,11 @@ def test_fast_link_reader_matches_the_line_reader(rows):
         for f, s in zip(fast, slow, strict=True):
             assert np.array_equal(f, s)
     assert all(len(s) == len(rows) for s in slow)
+
+
+def test_edge_weights_kept_only_where_not_all_one(tmp_path):
+    weighted = SMALL_FILES["link.dat"].replace("4\t8\t2\t1.0", "4\t8\t2\t2.5")
+    data = to_hetero_data(parse_hgb(write_hgb(tmp_path / "W", dict(SMALL_FILES, **{"link.dat": weighted}))))
+    assert data["paper", "to", "venue"].edge_weight.tolist() == [2.5, 1.0, 1.0, 1.0]
+    assert data["venue", "rev_to", "paper"].edge_weight.tolist() == [2.5, 1.0, 1.0, 1.0]
+    assert "edge_weight" not in data["author", "to", "paper"]
