@@ -22,7 +22,9 @@ threshold is fixed at 64 KiB so freed tensors leave the resident set); the input
 are allocated before and not counted. On CUDA it is torch.cuda.max_memory_allocated
 above the allocation before the step, and times come from CUDA events. Times are the
 minimum over --repeats runs after one warm-up run (a run slower than
---single-run-seconds is measured once). Cases whose cost would be out of reach (full
+--single-run-seconds is measured once). On CPU the process CPU time is recorded too
+(fwd_cpu_ms, fwdbwd_cpu_ms): with one thread it equals the wall time on an idle
+machine and is much less disturbed by other jobs on shared cores. Cases whose cost would be out of reach (full
 attention beyond --full-max-n) are reported as "not run".
 
     python benchmarks/attention.py                       # CPU, n = 1,024 .. 65,536
@@ -179,13 +181,15 @@ def worker(backend: str, n: int, args) -> dict:
             peak = (_rss_kib("VmHWM") - base) / 1024
         return dict(peak_mib=round(peak, 1))
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     step(True)  # warm-up at full size
-    first = time.perf_counter() - start
-    repeats = 1 if first > args.single_run_seconds else args.repeats
+    first = (time.perf_counter() - start) * 1e3
+    first_cpu = (time.process_time() - cpu_start) * 1e3
+    repeats = 1 if first > args.single_run_seconds * 1e3 else args.repeats
 
-    def timed(backward: bool) -> float:
-        best = float("inf")
+    def timed(backward: bool) -> tuple[float, float | None]:
+        """Minimum wall-clock ms and (CPU) minimum process CPU ms over the repeats."""
+        best, best_cpu = float("inf"), float("inf")
         for _ in range(repeats):
             if cuda:
                 a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -195,14 +199,18 @@ def worker(backend: str, n: int, args) -> dict:
                 sync()
                 best = min(best, a.elapsed_time(b))
             else:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 step(backward)
                 best = min(best, (time.perf_counter() - t0) * 1e3)
-        return best
+                best_cpu = min(best_cpu, (time.process_time() - c0) * 1e3)
+        return best, (None if cuda else best_cpu)
 
-    fwd_ms = timed(False)
-    fwdbwd_ms = first * 1e3 if repeats == 1 else timed(True)
-    return dict(fwd_ms=round(fwd_ms, 2), fwdbwd_ms=round(fwdbwd_ms, 2), repeats=repeats)
+    fwd_ms, fwd_cpu = timed(False)
+    fwdbwd_ms, fwdbwd_cpu = (first, first_cpu) if repeats == 1 else timed(True)
+    row = dict(fwd_ms=round(fwd_ms, 2), fwdbwd_ms=round(fwdbwd_ms, 2), repeats=repeats)
+    if not cuda:
+        row.update(fwd_cpu_ms=round(fwd_cpu, 2), fwdbwd_cpu_ms=round(fwdbwd_cpu, 2))
+    return row
 
 
 # --------------------------------------------------------------------------- driver
@@ -289,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} cpus), {args.dtype}, batch 1, heads {args.heads}, head_dim "
           f"{args.head_dim}, w {args.window}, m {args.num_compressed}, threads "
           f"{args.threads or 'default'}; min of {args.repeats}")
-    print(f"{'backend':<16}{'n':>9}{'fwd ms':>12}{'fwd+bwd ms':>13}{'peak MiB':>11}  note")
+    print(f"{'backend':<16}{'n':>9}{'fwd ms':>12}{'fwd+bwd ms':>13}{'peak MiB':>11}"
+          f"{'cpu fwd ms':>13}{'cpu f+b ms':>13}  note")
     rows = []
     for n in ns:
         for b in backends:
@@ -298,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                         peak_mib=None, note=reason) if reason else run_case(b, n, args))
             rows.append(row)
             print(f"{b:<16}{n:>9,}{_fmt(row['fwd_ms']):>12}{_fmt(row['fwdbwd_ms']):>13}"
-                  f"{_fmt(row['peak_mib']):>11}  {row.get('note') or ''}", flush=True)
+                  f"{_fmt(row['peak_mib']):>11}{_fmt(row.get('fwd_cpu_ms')):>13}"
+                  f"{_fmt(row.get('fwdbwd_cpu_ms')):>13}  {row.get('note') or ''}", flush=True)
 
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
         f"attention_{args.device}.json")

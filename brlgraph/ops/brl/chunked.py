@@ -138,21 +138,21 @@ def _safe(x: Tensor, fill: float = 0.0) -> Tensor:
 class _Keys:
     """Padded keys/values and key-padding biases shared by forward and backward."""
 
-    def __init__(self, k: Tensor, v: Tensor, kvalid: Tensor, g: _Geometry):
+    def __init__(self, k_ext: Tensor, v_ext: Tensor, kvalid: Tensor, g: _Geometry):
         w = g.window
         self.g = g
-        self.k_ext = F.pad(k, (0, 0, w, w))
-        self.v_ext = F.pad(v, (0, 0, w, w))
+        self.k_ext, self.v_ext = k_ext, v_ext  # [BH, w + n_pad + w, D], zeros outside
+        dt, dev = k_ext.dtype, k_ext.device
         # Finite "minus infinity" inside windows: a row whose keys are all masked (a padded
         # query) stays finite, and its output is zeroed by the query mask.
         self.kbias_ext = F.pad(
-            torch.zeros(kvalid.shape, dtype=k.dtype, device=k.device).masked_fill_(~kvalid, MASKED),
+            torch.zeros(kvalid.shape, dtype=dt, device=dev).masked_fill_(~kvalid, MASKED),
             (w, w), value=MASKED)
         self.kvalid_ext = F.pad(kvalid, (w, w), value=False)
-        self.kbias = torch.zeros(kvalid.shape, dtype=k.dtype, device=k.device).masked_fill_(
+        self.kbias = torch.zeros(kvalid.shape, dtype=dt, device=dev).masked_fill_(
             ~kvalid, NEG_INF)
         self.kvalid = kvalid
-        self.pattern = g.pattern_bias(k.dtype, k.device)
+        self.pattern = g.pattern_bias(dt, dev)
 
     def local_probs(self, qs_b: Tensor, s0: int) -> tuple[Tensor, Tensor, Tensor]:
         """Window softmax [BH, nb, c, nwin c] of one chunk's buckets, key and value windows."""
@@ -214,7 +214,10 @@ class _BRLFunction(torch.autograd.Function):
         nb, ng = T // c, T // G
         scale = D**-0.5
         reservoir = rq is not None
-        keys = _Keys(k, v, kvalid, g)
+        # Padded once here and saved padded: backward takes k, v as views of these.
+        keys = _Keys(F.pad(k, (0, 0, g.window, g.window)), F.pad(v, (0, 0, g.window, g.window)),
+                     kvalid, g)
+        k_ext, v_ext = keys.k_ext, keys.v_ext
         qs = q * scale
         tiny = torch.finfo(q.dtype).tiny
         chunks = range(0, Np, T)
@@ -266,29 +269,30 @@ class _BRLFunction(torch.autograd.Function):
         ctx.g = g
         ctx.reservoir = reservoir
         if reservoir:
-            ctx.save_for_backward(q, k, v, rq, rk, tau_w, tau_r, lam, kvalid, qvalid, y_loc,
+            ctx.save_for_backward(q, k_ext, v_ext, rq, rk, tau_w, tau_r, lam, kvalid, qvalid, y_loc,
                                   lse_w, u, has)
             if g.causal:
                 ctx.mark_non_differentiable(u, lse_w)
                 return y, u, lse_w
             ctx.mark_non_differentiable(lse_w)
             return y, u[:, 0], lse_w
-        ctx.save_for_backward(q, k, v, kvalid, qvalid, y_loc)
+        ctx.save_for_backward(q, k_ext, v_ext, kvalid, qvalid, y_loc)
         return y, None, None
 
     @staticmethod
     def backward(ctx, dy, du_out, _dlse):
         g: _Geometry = ctx.g
         if ctx.reservoir:
-            (q, k, v, rq, rk, tau_w, tau_r, lam, kvalid, qvalid, y_loc, lse_w, u,
+            (q, k_ext, v_ext, rq, rk, tau_w, tau_r, lam, kvalid, qvalid, y_loc, lse_w, u,
              has) = ctx.saved_tensors
         else:
-            q, k, v, kvalid, qvalid, y_loc = ctx.saved_tensors
+            q, k_ext, v_ext, kvalid, qvalid, y_loc = ctx.saved_tensors
         BH, Np, D = q.shape
         w, T, c, G = g.window, g.chunk, g.bucket, g.group
         nb, ng = T // c, T // G
         scale = D**-0.5
-        keys = _Keys(k, v, kvalid, g)
+        keys = _Keys(k_ext, v_ext, kvalid, g)
+        k, v = k_ext[:, w : w + Np], v_ext[:, w : w + Np]
         qs = q * scale
         dy = dy * qvalid[..., None]
         chunks = range(0, Np, T)
