@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,12 @@ from tests.conftest import require_data
 FAST = ["--set", "train.epochs=2", "--set", "sequences.length=8", "--set", "model.hidden=32",
         "--set", "model.heads=2", "--set", "model.layers=1", "--set", "model.gnn_layers=1",
         "--set", "train.batch_size=2048", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def dblp_cache(tmp_path_factory):
+    """One processed-data cache for this module's real runs (DBLP is parsed once)."""
+    return tmp_path_factory.mktemp("cache")
 
 
 def _one_error_line(capsys, argv) -> str:
@@ -64,8 +71,9 @@ def test_missing_data_files(capsys, tmp_path, monkeypatch, cache_dir):
     assert "DBLP" in line and str(empty) in line
 
 
-def test_resume_of_another_run_is_refused(capsys, tmp_path, monkeypatch, cache_dir):
+def test_resume_of_another_run_is_refused(capsys, tmp_path, monkeypatch, dblp_cache):
     monkeypatch.setenv("BRLGRAPH_DATA", str(require_data("hgb", "DBLP.zip").parents[1]))
+    monkeypatch.setenv("BRLGRAPH_CACHE", str(dblp_cache))
     out = tmp_path / "run"
     assert main(["train", "--dataset", "DBLP", *FAST, "--set", "train.epochs=1", "--out", str(out)]) == 0
     capsys.readouterr()
@@ -74,10 +82,10 @@ def test_resume_of_another_run_is_refused(capsys, tmp_path, monkeypatch, cache_d
     assert str(out / "checkpoint.pt") in line and "model.hidden" in line
 
 
-def test_json_last_line_and_outputs(tmp_path, cache_dir):
+def test_json_last_line_and_outputs(tmp_path, dblp_cache):
     data_root = require_data("hgb", "DBLP.zip").parents[1]
     out = tmp_path / "run"
-    env = {"BRLGRAPH_DATA": str(data_root), "BRLGRAPH_CACHE": str(cache_dir), "PATH": ""}
+    env = {**os.environ, "BRLGRAPH_DATA": str(data_root), "BRLGRAPH_CACHE": str(dblp_cache)}
     proc = subprocess.run([sys.executable, "-m", "brlgraph", "train", "--dataset", "dblp", *FAST,
                            "--seed", "3", "--json", "--out", str(out)],
                           capture_output=True, text=True, env=env, timeout=600)
