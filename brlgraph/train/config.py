@@ -64,7 +64,7 @@ class ModelConfig:
     layers: int = 2
     heads: int = 8
     dropout: float = 0.2
-    #: dropout inside attention (0: BRLFormer passes none; see the note in experiment.py)
+    #: dropout on the attention output of the backend
     attention_dropout: float = 0.0
     #: half-width of the local window of BRL/local attention
     window: int = 16
