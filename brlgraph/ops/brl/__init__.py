@@ -1,4 +1,4 @@
-"""BRL-Attention operator on split heads (spec: /work/shared/docs/BRL_SPEC.md, sections 1-3).
+"""BRL-Attention operator on split heads (spec: docs/BRL_SPEC.md, sections 1-3).
 
 ``naive.py`` is the dense reference (builds the n x n matrix P); ``chunked.py`` is the
 fast CPU path used everywhere else. :func:`brl_attention` dispatches between them.

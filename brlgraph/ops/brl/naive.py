@@ -1,4 +1,4 @@
-"""Readable dense reference of BRL-Attention (docs: /work/shared/docs/BRL_SPEC.md).
+"""Readable dense reference of BRL-Attention (docs: docs/BRL_SPEC.md).
 
 It builds the full n x n token-to-token matrix
 
