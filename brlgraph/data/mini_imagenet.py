@@ -38,8 +38,7 @@ import torch
 from torch_geometric.data import Data
 
 from brlgraph.data.cache import cached, source_key
-from brlgraph.data.knn import knn_graph
-from brlgraph.data.splits import random_split_masks
+from brlgraph.data.splits import knn_node_data
 from brlgraph.errors import ConfigError, DataError
 
 NAME = "Mini-ImageNet"
@@ -72,19 +71,8 @@ def load_mini_imagenet(path: str | os.PathLike, k: int = 5, seed: int = 0, *,
         x, labels = read_feature_file(files[0])
         processed = {"x": torch.from_numpy(x), "y": torch.from_numpy(labels),
                      "class_names": [str(c) for c in range(int(labels.max()) + 1)]}
-    x = processed["x"]
-    graph = cached(
-        f"{NAME}_knn", source_key([], FORMAT_VERSION, features=key, k=k, metric=metric, loop=loop,
-                                  symmetric=symmetric),
-        lambda: {"edge_index": knn_graph(x, k, metric=metric, loop=loop, symmetric=symmetric)},
-    )
-    train, val, test = random_split_masks(x.shape[0], seed)
-    return Data(
-        x=x.float(), edge_index=graph["edge_index"], y=processed["y"],
-        train_mask=train, val_mask=val, test_mask=test,
-        num_classes=len(processed["class_names"]), class_names=list(processed["class_names"]),
-        name=NAME, seed=int(seed),
-    )
+    return knn_node_data(NAME, processed, key, version=FORMAT_VERSION, k=k, metric=metric,
+                         loop=loop, symmetric=symmetric, seed=seed)
 
 
 # --------------------------------------------------------------------------- (a) feature files

@@ -28,8 +28,7 @@ from torch_geometric.data import Data
 
 from brlgraph.data import sources
 from brlgraph.data.cache import cached, source_key
-from brlgraph.data.knn import knn_graph
-from brlgraph.data.splits import random_split_masks
+from brlgraph.data.splits import knn_node_data
 from brlgraph.errors import DataError
 
 NAME = "20News"
@@ -108,19 +107,8 @@ def load_20news(root: str | os.PathLike | None = None, k: int = 5, seed: int = 0
             return _processed(documents, labels)
 
     processed = cached(NAME, key, build)
-    x64 = processed["x"]
-    graph = cached(
-        f"{NAME}_knn", source_key([], FORMAT_VERSION, features=key, k=k, metric=metric,
-                                  loop=loop, symmetric=symmetric),
-        lambda: {"edge_index": knn_graph(x64, k, metric=metric, loop=loop, symmetric=symmetric)},
-    )
-    train, val, test = random_split_masks(x64.shape[0], seed)
-    return Data(
-        x=x64.float(), edge_index=graph["edge_index"], y=processed["y"],
-        train_mask=train, val_mask=val, test_mask=test,
-        num_classes=len(processed["class_names"]), class_names=list(processed["class_names"]),
-        name=NAME, seed=int(seed),
-    )
+    return knn_node_data(NAME, processed, key, version=FORMAT_VERSION, k=k, metric=metric,
+                         loop=loop, symmetric=symmetric, seed=seed)
 
 
 def _processed(documents: list[str], labels: np.ndarray) -> dict[str, Any]:

@@ -1,8 +1,12 @@
-"""Seeded random node splits (NodeFormer's protocol for the kNN-graph data sets)."""
+"""Seeded random node splits and the kNN-graph data sets built on them (NodeFormer's protocol)."""
 
 from __future__ import annotations
 
 import torch
+from torch_geometric.data import Data
+
+from brlgraph.data.cache import cached, source_key
+from brlgraph.data.knn import knn_graph
 
 
 def random_split_masks(
@@ -24,3 +28,35 @@ def random_split_masks(
         mask[index] = True
         masks.append(mask)
     return masks[0], masks[1], masks[2]
+
+
+def knn_node_data(
+    name: str,
+    processed: dict,
+    features_key: str,
+    *,
+    version: int,
+    k: int,
+    metric: str,
+    loop: bool,
+    symmetric: bool,
+    seed: int,
+) -> Data:
+    """A kNN-graph node-classification ``Data`` (NodeFormer's protocol).
+
+    ``processed`` holds ``x`` (features), ``y`` and ``class_names``; the exact kNN
+    graph of ``x`` is cached under ``<name>_knn`` keyed by ``features_key`` and the
+    graph options, and the 50/25/25 masks are drawn from ``seed``.
+    """
+    x = processed["x"]
+    key = source_key([], version, features=features_key, k=k, metric=metric, loop=loop,
+                     symmetric=symmetric)
+    graph = cached(f"{name}_knn", key, lambda: {
+        "edge_index": knn_graph(x, k, metric=metric, loop=loop, symmetric=symmetric)})
+    train, val, test = random_split_masks(x.shape[0], seed)
+    return Data(
+        x=x.float(), edge_index=graph["edge_index"], y=processed["y"],
+        train_mask=train, val_mask=val, test_mask=test,
+        num_classes=len(processed["class_names"]), class_names=list(processed["class_names"]),
+        name=name, seed=int(seed),
+    )
