@@ -5,6 +5,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
+def init_linear(*layers: nn.Linear) -> None:
+    """Xavier-uniform weights and zero biases: the initialisation of every projection."""
+    for lin in layers:
+        nn.init.xavier_uniform_(lin.weight)
+        if lin.bias is not None:
+            nn.init.zeros_(lin.bias)
+
+
 class TokenAttention(nn.Module):
     """Base of the baselines: subclasses implement ``_attend(x, mask) -> out``.
 

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
+from brlgraph.nn.attention.base import init_linear
 from brlgraph.ops.brl import BRLHistory, brl_attention
 
 
@@ -141,10 +142,7 @@ class BRLAttention(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for lin in (self.qkv, self.reservoir_qk, self.out, self.reservoir_out):
-            nn.init.xavier_uniform_(lin.weight)
-            if lin.bias is not None:
-                nn.init.zeros_(lin.bias)
+        init_linear(self.qkv, self.reservoir_qk, self.out, self.reservoir_out)
         self.embedding.reset_parameters()
         for g in (self.g_q, self.g_k1, self.g_k2):
             nn.init.normal_(g, 0.0, 0.1)

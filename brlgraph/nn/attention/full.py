@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brlgraph.nn.attention.base import TokenAttention
+from brlgraph.nn.attention.base import TokenAttention, init_linear
 from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
 
 
@@ -49,9 +49,7 @@ class FullAttention(TokenAttention):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.qkv.weight)
-        nn.init.xavier_uniform_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        init_linear(self.qkv, self.out)
 
     def _attend(self, x: Tensor, mask: Tensor | None) -> Tensor:
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
-from brlgraph.nn.attention.base import TokenAttention
+from brlgraph.nn.attention.base import TokenAttention, init_linear
 from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
 
 
@@ -55,9 +55,7 @@ class LinformerAttention(TokenAttention):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.qkv.weight)
-        nn.init.xavier_uniform_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        init_linear(self.qkv, self.out)
         for p in (self.proj_k, self.proj_v):
             nn.init.normal_(p, 0.0, self.proj_dim**-0.5)
 

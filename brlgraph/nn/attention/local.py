@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
-from brlgraph.nn.attention.base import TokenAttention
+from brlgraph.nn.attention.base import TokenAttention, init_linear
 from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
 from brlgraph.ops.brl import brl_attention
 
@@ -38,9 +38,7 @@ class LocalWindowAttention(TokenAttention):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.qkv.weight)
-        nn.init.xavier_uniform_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        init_linear(self.qkv, self.out)
 
     def _attend(self, x: Tensor, mask: Tensor | None) -> Tensor:
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
-from brlgraph.nn.attention.base import TokenAttention
+from brlgraph.nn.attention.base import TokenAttention, init_linear
 from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
 from brlgraph.ops.regla import chunked_regla
 
@@ -95,9 +95,7 @@ class PerformerAttention(TokenAttention):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.qkv.weight)
-        nn.init.xavier_uniform_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        init_linear(self.qkv, self.out)
         self.redraw_projection()
 
     @torch.no_grad()

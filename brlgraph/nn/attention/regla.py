@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
-from brlgraph.nn.attention.base import TokenAttention
+from brlgraph.nn.attention.base import TokenAttention, init_linear
 from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
 from brlgraph.ops.regla import chunked_regla
 
@@ -86,10 +86,7 @@ class ReGLAAttention(TokenAttention):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for lin in (self.qkv, self.gates, self.out):
-            nn.init.xavier_uniform_(lin.weight)
-            if lin.bias is not None:
-                nn.init.zeros_(lin.bias)
+        init_linear(self.qkv, self.gates, self.out)
         self.norm.reset_parameters()
 
     def _attend(self, x: Tensor, mask: Tensor | None) -> Tensor:
