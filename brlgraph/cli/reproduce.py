@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from brlgraph.errors import ConfigError
+from brlgraph.errors import ConfigError, DataError
 
 DEFAULT_HGB = "DBLP,ACM,IMDB,Freebase"
 
@@ -62,5 +62,9 @@ def run(args: argparse.Namespace) -> int:
     frame = reproduce_hgb(datasets, args.seeds, out, device=device, overrides=args.overrides,
                           progress=not args.quiet)
     print(to_markdown(frame), end="")
-    print(f"wrote {out}/hgb_table.md, hgb_table.csv and the prediction files")
+    ran = [d for d in datasets if frame.iloc[0][f"{d} Micro-F1"] != "n/a"]
+    if not ran:
+        raise DataError(f"none of {', '.join(datasets)} could be run (see the errors above); "
+                        f"nothing but an empty table was written to {out}")
+    print(f"wrote {out}/hgb_table.md, hgb_table.csv and the prediction files of {', '.join(ran)}")
     return 0

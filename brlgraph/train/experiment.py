@@ -20,7 +20,6 @@ import math
 import os
 import random
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -57,34 +56,6 @@ def load_dataset(config: Config):
     return load_20news(k=config.data.knn_k, seed=seed)
 
 
-class SparseAdjacencyView(GraphView):
-    """A :class:`GraphView` whose ``edge_index`` is the transposed CSR adjacency ``adj_t``.
-
-    PyG's GCN/SAGE layers accept a sparse ``adj_t`` in place of ``edge_index`` and
-    then aggregate with one sparse matrix product instead of a gather/scatter over
-    the edges: the same result (to float rounding), 2-6x faster on a CPU, which is
-    where a GNN pre-encoder over the whole HGB graph spends most of a step.
-    """
-
-    @property
-    def edge_index(self) -> torch.Tensor:
-        if self._edge_index is None:
-            from torch_geometric.utils import to_torch_csr_tensor
-
-            ei = GraphView.edge_index.fget(self)
-            self._edge_index = to_torch_csr_tensor(ei.flip(0), size=(self.num_nodes, self.num_nodes))
-        return self._edge_index
-
-
-def graph_view(data, config: Config, device: str) -> GraphView:
-    """The model's view of ``data`` (a sparse adjacency for GCN/SAGE pre-encoders)."""
-    graph = GraphView.from_data(data)
-    if config.model.gnn_layers and config.model.gnn in ("gcn", "sage"):
-        graph = SparseAdjacencyView(**{f.name: getattr(graph, f.name) for f in fields(graph)})
-        graph._edge_index = None
-    return graph
-
-
 def model_options(config: Config) -> dict[str, Any]:
     m = config.model
     return dict(hidden=m.hidden, layers=m.layers, heads=m.heads, attention=m.attention,
@@ -101,7 +72,7 @@ class NodeSequenceTask:
 
         self.config, self.device = config, device
         self.multi_label = bool(getattr(data, "multi_label", False))
-        self.graph = graph_view(data, config, device)
+        self.graph = GraphView.from_data(data)
         target = data[data.target_type]
         self.target_type, self.global_id = data.target_type, target.global_id
         self.type_id = list(data.node_types).index(data.target_type)
@@ -162,7 +133,7 @@ class GraphSequenceTask:
 
         self.config, self.device = config, device
         self.multi_label = False
-        self.graph = graph_view(data, config, device)
+        self.graph = GraphView.from_data(data)
         self.rows = {split: data[f"{split}_mask"].nonzero().view(-1).to(device)
                      for split in ("train", "val", "test")}
         self.y = data.y.to(device)

@@ -54,3 +54,13 @@ def test_reproduce_writes_table_and_hgb_predictions(tmp_path, monkeypatch, capsy
     assert not (out / "Freebase_1.txt").exists()
     # the ids are node.dat ids of DBLP authors (node.dat lists authors first: 0..4056)
     assert max(global_ids) < 4057 and len(global_ids) == 2840
+
+
+def test_reproduce_with_nothing_runnable_fails(tmp_path, monkeypatch, capsys, cache_dir):
+    monkeypatch.setenv("BRLGRAPH_DATA", str(tmp_path / "empty"))
+    code = main(["reproduce", "hgb", "--datasets", "ACM", "--seeds", "1", "--quiet",
+                 "--out", str(tmp_path / "rep")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "none of ACM could be run" in err and "Traceback" not in err
+    assert not (tmp_path / "rep" / "ACM_1.txt").exists()
