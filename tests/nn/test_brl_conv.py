@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch_geometric.nn import GCNConv, Sequential
 
 from brlgraph.nn import BRLConv
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is several times
-    faster than two (the second spins against other jobs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 def planted_partition(n_per: int = 60, p_in: float = 0.15, p_out: float = 0.01, seed: int = 0):
     g = torch.Generator().manual_seed(seed)

@@ -12,15 +12,6 @@ from brlgraph.nn.brlformer import BRLFormer, BRLGraphSequenceModel
 from brlgraph.sequences import GraphView, hop_ordered_sequences
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is several times
-    faster than two (the second spins against other jobs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 def toy_hetero(seed: int = 0) -> HeteroData:
     g = torch.Generator().manual_seed(seed)
     data = HeteroData()
