@@ -111,14 +111,15 @@ class NodeSequenceTask:
         return torch.cat([self.model(self.graph, seqs[i:i + bs], node_states=h)
                           for i in range(0, len(seqs), bs)])
 
-    def evaluate(self, split: str) -> dict[str, float]:
-        logits = self.logits(split)
+    def evaluate(self, split: str, logits: torch.Tensor | None = None) -> dict[str, float]:
+        logits = self.logits(split) if logits is None else logits
         return {**classification_metrics(logits, self.y[split], self.multi_label),
                 "loss": classification_loss(logits, self.y[split], self.multi_label).item()}
 
-    def predictions(self, split: str = "test") -> dict[str, Any]:
+    def predictions(self, split: str = "test", logits: torch.Tensor | None = None) -> dict[str, Any]:
         """HGB submission rows: node ids in node.dat, the type id, predicted class indices."""
-        pred = predict_labels(self.logits(split), self.multi_label).cpu()
+        logits = self.logits(split) if logits is None else logits
+        pred = predict_labels(logits, self.multi_label).cpu()
         labels = ([row.nonzero().view(-1).tolist() for row in pred] if self.multi_label
                   else [[int(p)] for p in pred])
         return {"global_id": self.global_id[self.rows[split]].tolist(),
@@ -155,12 +156,14 @@ class GraphSequenceTask:
         self.model.eval()
         return self.model(self.graph)[self.rows[split]]
 
-    def evaluate(self, split: str) -> dict[str, float]:
-        logits, y = self.logits(split), self.y[self.rows[split]]
+    def evaluate(self, split: str, logits: torch.Tensor | None = None) -> dict[str, float]:
+        logits = self.logits(split) if logits is None else logits
+        y = self.y[self.rows[split]]
         return {**classification_metrics(logits, y), "loss": classification_loss(logits, y).item()}
 
-    def predictions(self, split: str = "test") -> dict[str, Any]:
-        pred = predict_labels(self.logits(split)).cpu()
+    def predictions(self, split: str = "test", logits: torch.Tensor | None = None) -> dict[str, Any]:
+        logits = self.logits(split) if logits is None else logits
+        pred = predict_labels(logits).cpu()
         return {"global_id": self.rows[split].cpu().tolist(), "node_type_id": 0,
                 "labels": [[int(p)] for p in pred]}
 
@@ -189,9 +192,11 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
     setup_seconds = time.perf_counter() - t0
     summary = fit(task, config, out / "checkpoint.pt", resume=resume, progress=progress,
                   on_epoch_end=on_epoch_end)
+    # The best model's logits of each split, computed once for the metrics and the predictions.
+    logits = {split: task.logits(split) for split in ("val", "test")}
     metrics: dict[str, Any] = {}
     for split in ("val", "test"):
-        metrics.update({f"{split}_{k}": v for k, v in task.evaluate(split).items()})
+        metrics.update({f"{split}_{k}": v for k, v in task.evaluate(split, logits[split]).items()})
     metrics.update(epochs=summary["epochs"], best_epoch=summary["best_epoch"],
                    seconds=summary["seconds"], setup_seconds=setup_seconds)
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dataset": config.data.name,
@@ -199,7 +204,7 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
               "resumed": resume, "metrics": metrics, "config": config.to_dict()}
     results = Path(results_file) if results_file is not None else out / "results.jsonl"
     _append_line(results, json.dumps(record, sort_keys=True))
-    return {"metrics": metrics, "predictions": task.predictions("test"), "config": config.to_dict(),
+    return {"metrics": metrics, "predictions": task.predictions("test", logits["test"]), "config": config.to_dict(),
             "history": summary["history"]}
 
 
