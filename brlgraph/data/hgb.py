@@ -226,12 +226,7 @@ def parse_nodes(raw: bytes, where: str, info: HGBInfo) -> HGBNodes:
     for number, line in enumerate(_lines(raw), 1):
         if line is None:
             continue
-        fields = line.split(b"\t")
-        if len(fields) not in (3, 4):
-            raise DataError(
-                f"{where}, line {number}: expected 3 or 4 tab-separated fields "
-                f"(id, name, type[, features]), found {len(fields)}"
-            )
+        fields = _fields(line, where, number, "id, name, type[, features]", (3, 4))
         node_id = _int(fields[0], where, number, "node id")
         node_type = _int(fields[2], where, number, "node type")
         if node_type not in info.node_types:
@@ -404,12 +399,7 @@ def _links_fast(raw: bytes) -> tuple[np.ndarray, ...] | None:
 def _links_slow(raw: bytes, where: str) -> tuple[np.ndarray, ...]:
     src, dst, link_type, weight = [], [], [], []
     for number, line in enumerate(_lines(raw, allow_blank=False, where=where), 1):
-        fields = line.split(b"\t")
-        if len(fields) != 4:
-            raise DataError(
-                f"{where}, line {number}: expected 4 tab-separated fields "
-                f"(source, target, link type, weight), found {len(fields)}"
-            )
+        fields = _fields(line, where, number, "source, target, link type, weight", (4,))
         src.append(_int(fields[0], where, number, "source node id"))
         dst.append(_int(fields[1], where, number, "target node id"))
         link_type.append(_int(fields[2], where, number, "link type"))
@@ -441,12 +431,7 @@ def parse_labels(raw: bytes, where: str, multi_label: bool) -> HGBLabels:
     """Parse ``label.dat`` / ``label.dat.test`` (without checking against node.dat)."""
     ids, labels, line_numbers, node_type = [], [], [], None
     for number, line in enumerate(_lines(raw, allow_blank=False, where=where), 1):
-        fields = line.split(b"\t")
-        if len(fields) != 4:
-            raise DataError(
-                f"{where}, line {number}: expected 4 tab-separated fields "
-                f"(id, name, type, label), found {len(fields)}"
-            )
+        fields = _fields(line, where, number, "id, name, type, label", (4,))
         ids.append(_int(fields[0], where, number, "node id"))
         t = _int(fields[2], where, number, "node type")
         if node_type is None:
@@ -740,6 +725,16 @@ def _lines(raw: bytes, allow_blank: bool = True, where: str = "") -> Any:
             yield None
             continue
         yield line
+
+
+def _fields(line: bytes, where: str, number: int, columns: str, counts: tuple[int, ...]) -> list[bytes]:
+    """The tab-separated fields of one line; DataError naming file and line on a wrong count."""
+    fields = line.split(b"\t")
+    if len(fields) not in counts:
+        expected = " or ".join(map(str, counts))
+        raise DataError(f"{where}, line {number}: expected {expected} tab-separated fields "
+                        f"({columns}), found {len(fields)}")
+    return fields
 
 
 def _int(value: bytes, where: str, number: int, what: str) -> int:
