@@ -26,7 +26,8 @@ occur in the batch are projected (sparse bag-of-words features: all nodes, as on
 sparse product). Features stay in ``graph.x_dict``; the model caches them on its
 device. Hyper-parameters (keyword arguments of ``from_data``): ``hidden``, ``layers``,
 ``heads``, ``attention``, ``window``, ``reservoir``, ``attention_options``, ``dropout``,
-``attention_dropout``, ``input_dropout``, ``gnn_layers``, ``gnn``, ``ff_mult``, and
+``attention_dropout``, ``input_dropout``, ``gnn_layers``, ``gnn``, ``ff_mult``, ``logit_norm``,
+``featureless`` (node types whose features are replaced by learned embeddings), and
 ``max_hops`` (BRLFormer, >= the sequences' max_hops) or ``order`` (graph model).
 
 A block carries two residual streams, the tokens X [B, S, d] and the reservoir
@@ -42,6 +43,7 @@ backend returns no update U, so its reservoir is never written from the sequence
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -153,8 +155,11 @@ class _GraphModel(nn.Module):
         gnn_layers: int = 0,
         gnn: str = "gcn",
         ff_mult: int = 2,
+        logit_norm: float = 0.0,
     ) -> None:
         super().__init__()
+        if logit_norm < 0:
+            raise ConfigError(f"model.logit_norm must be >= 0, got {logit_norm}")
         if hidden % heads:
             raise ConfigError(f"model.hidden ({hidden}) must be divisible by model.heads ({heads})")
         if layers < 1:
@@ -172,12 +177,19 @@ class _GraphModel(nn.Module):
         self.norm = nn.LayerNorm(hidden)
         self.head = nn.Linear(hidden, num_classes)
         self.attention = attention
+        self.logit_norm = float(logit_norm)
 
     @staticmethod
-    def _data_sizes(data, num_classes: int | None) -> tuple[GraphView, list, list, int]:
+    def _data_sizes(
+        data, num_classes: int | None, featureless: Sequence[str] = ()
+    ) -> tuple[GraphView, list, list, int]:
         graph = GraphView.from_data(data)
-        in_dims = [None if graph.x_dict.get(t) is None else int(graph.x_dict[t].shape[1])
-                   for t in graph.node_types]
+        unknown = set(featureless) - set(graph.node_types)
+        if unknown:
+            raise ConfigError(f"featureless node types {sorted(unknown)} are not in the graph "
+                              f"(its types: {graph.node_types})")
+        in_dims = [None if graph.x_dict.get(t) is None or t in featureless
+                   else int(graph.x_dict[t].shape[1]) for t in graph.node_types]
         num_nodes = [graph.num_nodes_dict[t] for t in graph.node_types]
         if num_classes is None:
             num_classes = getattr(data, "num_classes", None)
@@ -197,8 +209,12 @@ class _GraphModel(nn.Module):
         return h if ids is None else h[ids]
 
     def readout(self, x: Tensor) -> Tensor:
-        """Final states [*, d] -> logits [*, C]."""
-        return self.head(self.dropout(self.norm(x)))
+        """Final states [*, d] -> logits [*, C]; with ``logit_norm`` = s > 0 the logits
+        are L2-normalised and scaled by s (HINormer's bounded output, a strong regulariser)."""
+        logits = self.head(self.dropout(self.norm(x)))
+        if self.logit_norm > 0:
+            logits = self.logit_norm * nn.functional.normalize(logits, dim=-1, eps=1e-12)
+        return logits
 
 
 class BRLFormer(_GraphModel):
@@ -247,9 +263,15 @@ class BRLFormer(_GraphModel):
         self.hop_emb = nn.Embedding(max_hops + 1, self.head.in_features)
 
     @classmethod
-    def from_data(cls, data, num_classes: int | None = None, **hparams: Any) -> BRLFormer:
-        """Build for ``data`` (``Data``, ``HeteroData`` or ``GraphView``): sizes read from it."""
-        _, in_dims, num_nodes, num_classes = cls._data_sizes(data, num_classes)
+    def from_data(
+        cls, data, num_classes: int | None = None, featureless: Sequence[str] = (), **hparams: Any
+    ) -> BRLFormer:
+        """Build for ``data`` (``Data``, ``HeteroData`` or ``GraphView``): sizes read from it.
+
+        Node types named in ``featureless`` ignore their features and get a learned
+        embedding per node instead (as HGB's "feats-type" options do).
+        """
+        _, in_dims, num_nodes, num_classes = cls._data_sizes(data, num_classes, featureless)
         return cls(in_dims, num_nodes, num_classes, **hparams)
 
     def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None) -> Tensor:
@@ -310,9 +332,15 @@ class BRLGraphSequenceModel(_GraphModel):
         self._order_cache: tuple[GraphView, Tensor] | None = None
 
     @classmethod
-    def from_data(cls, data, num_classes: int | None = None, **hparams: Any) -> BRLGraphSequenceModel:
-        """Build for ``data`` (``Data``, ``HeteroData`` or ``GraphView``): sizes read from it."""
-        _, in_dims, num_nodes, num_classes = cls._data_sizes(data, num_classes)
+    def from_data(
+        cls, data, num_classes: int | None = None, featureless: Sequence[str] = (), **hparams: Any
+    ) -> BRLGraphSequenceModel:
+        """Build for ``data`` (``Data``, ``HeteroData`` or ``GraphView``): sizes read from it.
+
+        Node types named in ``featureless`` ignore their features and get a learned
+        embedding per node instead (as HGB's "feats-type" options do).
+        """
+        _, in_dims, num_nodes, num_classes = cls._data_sizes(data, num_classes, featureless)
         return cls(in_dims, num_nodes, num_classes, **hparams)
 
     def node_permutation(self, graph: GraphView) -> Tensor:

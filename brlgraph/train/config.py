@@ -76,6 +76,11 @@ class ModelConfig:
     gnn: str = "gcn"
     #: dropout applied to raw input features
     input_dropout: float = 0.0
+    #: which node types use their features: "all", "target" (the others get a
+    #: learned embedding per node), "none" (learned embeddings only, HGB's feats-type 3)
+    features: str = "all"
+    #: > 0: the logits are L2-normalised and scaled by this (HINormer uses 1); 0 = off
+    logit_norm: float = 0.0
 
 
 @dataclass
@@ -119,6 +124,7 @@ CHOICES = {
     "train.monitor": ("val_micro_f1", "val_macro_f1", "val_accuracy", "val_loss"),
     "sequences.order": ("rcm", "bfs", "identity"),
     "model.gnn": ("gcn", "sage", "gat"),
+    "model.features": ("all", "target", "none"),
 }
 
 

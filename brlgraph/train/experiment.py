@@ -61,7 +61,17 @@ def model_options(config: Config) -> dict[str, Any]:
     return dict(hidden=m.hidden, layers=m.layers, heads=m.heads, attention=m.attention,
                 window=m.window, reservoir=m.reservoir, dropout=m.dropout,
                 attention_dropout=m.attention_dropout, input_dropout=m.input_dropout,
-                gnn_layers=m.gnn_layers, gnn=m.gnn)
+                gnn_layers=m.gnn_layers, gnn=m.gnn, logit_norm=m.logit_norm)
+
+
+def featureless_types(config: Config, node_types: list[str], target_type: str | None) -> list[str]:
+    """Node types whose features the model replaces by learned embeddings (``model.features``)."""
+    mode = config.model.features
+    if mode == "all":
+        return []
+    if mode == "none":
+        return list(node_types)
+    return [t for t in node_types if t != target_type]
 
 
 class NodeSequenceTask:
@@ -86,8 +96,10 @@ class NodeSequenceTask:
         self.eval_seqs = {split: hop_ordered_sequences(self.graph, self.rows[split] + offset,
                                                        s.length, max_hops=s.max_hops, seed=config.seed)
                           for split in ("val", "test")}
-        self.model = BRLFormer.from_data(self.graph, num_classes=data.num_classes,
-                                         max_hops=s.max_hops, **model_options(config)).to(device)
+        self.model = BRLFormer.from_data(
+            self.graph, num_classes=data.num_classes, max_hops=s.max_hops,
+            featureless=featureless_types(config, self.graph.node_types, data.target_type),
+            **model_options(config)).to(device)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.rows["train"]) / self.config.train.batch_size)
@@ -140,6 +152,7 @@ class GraphSequenceTask:
         self.y = data.y.to(device)
         self.model = BRLGraphSequenceModel.from_data(
             self.graph, num_classes=data.num_classes, order=config.sequences.order,
+            featureless=featureless_types(config, self.graph.node_types, self.graph.node_types[0]),
             **model_options(config)).to(device)
 
     def steps_per_epoch(self) -> int:

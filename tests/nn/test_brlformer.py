@@ -229,3 +229,34 @@ def test_gnn_encoder_equals_pyg_over_edge_index(kind):
     expected = h + torch.nn.functional.gelu(reference(enc.norms[0](h), graph.edge_index))
     torch.testing.assert_close(enc(h, graph), expected, rtol=1e-5, atol=1e-5)
     assert enc.adjacency(graph, h.device) is enc.adjacency(graph, h.device)
+
+
+def test_featureless_types_use_learned_embeddings():
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    model = BRLFormer.from_data(data, featureless=["paper"], **SMALL).eval()
+    assert isinstance(model.encoder.proj[1], torch.nn.Embedding)  # paper: one row per node
+    assert model.encoder.proj[1].weight.shape == (50, 16)
+    seqs = hop_ordered_sequences(graph, None, 12, node_type="author")
+    before = model(graph, seqs)
+    data["paper"].x += 10.0  # paper features are ignored now, author features are not
+    torch.testing.assert_close(model(GraphView.from_data(data), seqs), before)
+    data["author"].x += 10.0
+    assert (model(GraphView.from_data(data), seqs) - before).abs().amax() > 1e-4
+    with pytest.raises(ConfigError, match="'conference'"):
+        BRLFormer.from_data(data, featureless=["conference"], **SMALL)
+
+
+def test_logit_norm_bounds_the_logits():
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    seqs = hop_ordered_sequences(graph, None, 12, node_type="author")
+    torch.manual_seed(0)
+    plain = BRLFormer.from_data(data, **SMALL).eval()
+    torch.manual_seed(0)
+    normed = BRLFormer.from_data(data, logit_norm=2.0, **SMALL).eval()
+    a, b = plain(graph, seqs), normed(graph, seqs)
+    torch.testing.assert_close(b.norm(dim=-1), torch.full((30,), 2.0))
+    torch.testing.assert_close(b, 2.0 * a / a.norm(dim=-1, keepdim=True))  # same direction
+    with pytest.raises(ConfigError, match="logit_norm"):
+        BRLFormer.from_data(data, logit_norm=-1.0, **SMALL)

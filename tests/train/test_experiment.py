@@ -6,7 +6,7 @@ import pytest
 
 from brlgraph.train.checkpoint import load_checkpoint
 from brlgraph.train.config import build_config
-from brlgraph.train.experiment import run_experiment
+from brlgraph.train.experiment import featureless_types, run_experiment
 from tests.conftest import require_data
 
 # Small enough for CI (a few seconds per epoch on two CPU cores), big enough to learn DBLP.
@@ -72,3 +72,10 @@ def test_resume_after_interrupt_ends_where_uninterrupted_run_ends(reference, int
                              progress=False)
     _same(reference, resumed)
     assert resumed["metrics"]["epochs"] == 8
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("all", []), ("target", ["paper", "venue"]),
+                                                 ("none", ["author", "paper", "venue"])])
+def test_model_features_option_names_the_featureless_types(mode, expected):
+    config = build_config("DBLP", None, [f"model.features={mode}"])
+    assert featureless_types(config, ["author", "paper", "venue"], "author") == expected
