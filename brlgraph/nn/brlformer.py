@@ -165,7 +165,8 @@ class _GraphModel(nn.Module):
         if layers < 1:
             raise ConfigError(f"model.layers must be >= 1, got {layers}")
         self.encoder = NodeInputEncoder(in_dims, num_nodes, hidden, input_dropout)
-        self.gnn = LocalGNNEncoder(hidden, gnn_layers, gnn, dropout=dropout) if gnn_layers else None
+        self.gnn = (LocalGNNEncoder(hidden, gnn_layers, gnn, dropout=dropout, num_types=len(in_dims))
+                    if gnn_layers else None)
         opts = backend_options(attention, window, reservoir, attention_dropout, attention_options)
         self.blocks = BRLBlocks(
             BRLBlock(hidden, heads, attention, ff_mult, dropout, opts) for _ in range(layers)

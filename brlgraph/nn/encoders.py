@@ -3,7 +3,8 @@
 - :class:`NodeInputEncoder`: a type-specific projection of every node's features
   (a learned embedding per node for featureless types) plus a node-type embedding.
 - :class:`LocalGNNEncoder`: a few message-passing layers over the whole graph
-  (HINormer's local structure encoder), on the homogeneous view of the graph.
+  (HINormer's local structure encoder), on the homogeneous view of the graph, or
+  relation-aware (:class:`TypePairSAGEConv`: one weight per node-type pair).
 
 Both work on a :class:`~brlgraph.sequences.GraphView`, whose global node order is
 type by type, so per-type outputs concatenate into one [N, d] matrix.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv
@@ -20,7 +22,7 @@ from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 from brlgraph.errors import ConfigError
 from brlgraph.sequences import GraphView
 
-GNN_KINDS = ("gcn", "sage", "gat")
+GNN_KINDS = ("gcn", "sage", "gat", "hsage")
 #: features with fewer non-zeros than this fraction are multiplied as sparse matrices
 SPARSE_DENSITY = 0.1
 
@@ -110,6 +112,53 @@ class NodeInputEncoder(nn.Module):
         return h
 
 
+class TypePairSAGEConv(nn.Module):
+    r"""Relation-aware mean aggregation: one weight per (node type, neighbour type) pair.
+
+    .. math::
+        h'_v = W_0 h_v + b + \sum_{s} W_{t(v), s}\,
+               \frac{1}{|N_s(v)|} \sum_{u \in N_s(v)} h_u
+
+    where :math:`N_s(v)` are the neighbours of :math:`v` of node type :math:`s` (an
+    empty sum is 0). Relations are told apart by the types at their two ends, which
+    is all a :class:`~brlgraph.sequences.GraphView` keeps; two edge types between the
+    same pair of node types (ACM's paper-cite-paper and paper-ref-paper) share a weight.
+    On a homogeneous graph this is ``SAGEConv``.
+
+    :meth:`LocalGNNEncoder.adjacency` builds the row-normalised blocks once per graph.
+    """
+
+    def __init__(self, hidden: int, num_types: int) -> None:
+        super().__init__()
+        self.hidden, self.num_types = hidden, num_types
+        self.root = nn.Linear(hidden, hidden)
+        self.rel = nn.Parameter(torch.empty(num_types, num_types, hidden, hidden))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.root.reset_parameters()
+        bound = 1.0 / self.hidden**0.5  # nn.Linear's default range
+        nn.init.uniform_(self.rel, -bound, bound)
+
+    def forward(self, h: Tensor, adjacency: tuple[list[list[Tensor | None]], list[slice]]) -> Tensor:
+        """h [N, d] -> [N, d]. ``adjacency`` = (blocks, slices): node type t occupies rows
+        ``slices[t]`` and ``blocks[t][s]`` [N_t, N_s] is the row-normalised adjacency from
+        type t to its neighbours of type s (``None`` where there are no such edges)."""
+        blocks, slices = adjacency
+        out = self.root(h)
+        parts = []
+        for t, rows in enumerate(slices):
+            acc = out[rows]
+            for s, cols in enumerate(slices):
+                if blocks[t][s] is not None:
+                    acc = acc + torch.sparse.mm(blocks[t][s], h[cols]) @ self.rel[t, s]
+            parts.append(acc)
+        return torch.cat(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.hidden}, num_types={self.num_types})"
+
+
 class LocalGNNEncoder(nn.Module):
     r"""Residual message-passing layers over the homogeneous view of the graph.
 
@@ -119,18 +168,21 @@ class LocalGNNEncoder(nn.Module):
 
     GCN and SAGE run as sparse products with an adjacency built once per graph
     (GCN: :math:`\hat A = D^{-1/2}(A + I)D^{-1/2}`, the same as ``GCNConv`` with its
-    default normalisation; SAGE: mean over neighbours), GAT over ``edge_index``.
+    default normalisation; SAGE: mean over neighbours), GAT over ``edge_index``,
+    ``hsage`` (:class:`TypePairSAGEConv`) over one mean operator per pair of node types.
 
     Args:
         hidden: d (input and output size).
         num_layers: L (0 = identity).
-        kind: ``"gcn"``, ``"sage"`` or ``"gat"`` (torch-geometric layers).
+        kind: ``"gcn"``, ``"sage"``, ``"gat"`` (torch-geometric layers) or ``"hsage"``.
         heads: attention heads of GAT (``hidden`` must be divisible by them).
         dropout: dropout on each layer's output.
+        num_types: node types of the graphs it will see (``hsage`` only).
     """
 
     def __init__(
-        self, hidden: int, num_layers: int = 2, kind: str = "gcn", heads: int = 4, dropout: float = 0.0
+        self, hidden: int, num_layers: int = 2, kind: str = "gcn", heads: int = 4, dropout: float = 0.0,
+        num_types: int = 1,
     ) -> None:
         super().__init__()
         if kind not in GNN_KINDS:
@@ -143,6 +195,8 @@ class LocalGNNEncoder(nn.Module):
                 return GCNConv(hidden, hidden, normalize=False)  # normalised in adjacency()
             if kind == "sage":
                 return SAGEConv(hidden, hidden)
+            if kind == "hsage":
+                return TypePairSAGEConv(hidden, num_types)
             return GATConv(hidden, hidden // heads, heads=heads)
 
         self.kind = kind
@@ -159,6 +213,8 @@ class LocalGNNEncoder(nn.Module):
         n = graph.num_nodes
         if self.kind == "gat":
             adj = graph.edge_index
+        elif self.kind == "hsage":
+            adj = _type_pair_means(graph, device)
         else:
             indptr = torch.from_numpy(graph.indptr)
             indices = torch.from_numpy(graph.indices)
@@ -179,7 +235,8 @@ class LocalGNNEncoder(nn.Module):
                     adj = torch.sparse_csr_tensor(
                         indptr, indices, torch.ones(indices.numel()), (n, n), check_invariants=False
                     )
-        adj = adj.to(device)
+        if not isinstance(adj, tuple):
+            adj = adj.to(device)
         self._adjacency = (graph, str(device), adj)
         return adj
 
@@ -189,3 +246,32 @@ class LocalGNNEncoder(nn.Module):
         for conv, norm in zip(self.convs, self.norms, strict=True):
             h = h + self.dropout(nn.functional.gelu(conv(norm(h), adj)))
         return h
+
+
+def _type_pair_means(graph: GraphView, device: torch.device) -> tuple[list[list[Tensor | None]], list[slice]]:
+    """Row-normalised adjacency blocks [N_t, N_s] for every pair of node types (t, s)."""
+    import scipy.sparse as sp
+
+    n = graph.num_nodes
+    adj = sp.csr_matrix((np.ones(graph.indices.shape[0], np.float32), graph.indices, graph.indptr),
+                        shape=(n, n))
+    slices = [slice(graph.offsets[t], graph.offsets[t] + graph.num_nodes_dict[t]) for t in graph.node_types]
+    blocks: list[list[Tensor | None]] = []
+    for rows in slices:
+        row_blocks: list[Tensor | None] = []
+        for cols in slices:
+            sub = adj[rows, cols].tocsr()
+            if sub.nnz == 0:
+                row_blocks.append(None)
+                continue
+            deg = np.asarray(sub.sum(axis=1)).ravel()
+            sub = sp.diags(1.0 / np.maximum(deg, 1.0)).astype(np.float32) @ sub
+            sub = sub.tocsr()
+            sub.sort_indices()
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                row_blocks.append(torch.sparse_csr_tensor(
+                    torch.from_numpy(sub.indptr.astype(np.int64)), torch.from_numpy(sub.indices.astype(np.int64)),
+                    torch.from_numpy(sub.data.astype(np.float32)), sub.shape, device=device))
+        blocks.append(row_blocks)
+    return blocks, slices

@@ -72,7 +72,7 @@ class ModelConfig:
     reservoir: int = 16
     #: GNN pre-encoder layers over the whole graph (0 = none)
     gnn_layers: int = 2
-    #: kind of GNN pre-encoder: gcn, sage, gat
+    #: kind of GNN pre-encoder: gcn, sage, gat, hsage (SAGE with a weight per node-type pair)
     gnn: str = "gcn"
     #: dropout applied to raw input features
     input_dropout: float = 0.0
@@ -123,7 +123,7 @@ CHOICES = {
     "train.schedule": ("constant", "cosine"),
     "train.monitor": ("val_micro_f1", "val_macro_f1", "val_accuracy", "val_loss"),
     "sequences.order": ("rcm", "bfs", "identity"),
-    "model.gnn": ("gcn", "sage", "gat"),
+    "model.gnn": ("gcn", "sage", "gat", "hsage"),
     "model.features": ("all", "target", "none"),
 }
 

@@ -89,7 +89,7 @@ def test_reservoir_stream_is_carried_through_layers():
         torch.testing.assert_close(model(graph, seqs), after)
 
 
-@pytest.mark.parametrize("gnn", ["gcn", "sage", "gat"])
+@pytest.mark.parametrize("gnn", ["gcn", "sage", "gat", "hsage"])
 def test_gnn_encoder_and_precomputed_states(gnn):
     data = toy_hetero()
     graph = GraphView.from_data(data)
@@ -260,3 +260,39 @@ def test_logit_norm_bounds_the_logits():
     torch.testing.assert_close(b, 2.0 * a / a.norm(dim=-1, keepdim=True))  # same direction
     with pytest.raises(ConfigError, match="logit_norm"):
         BRLFormer.from_data(data, logit_norm=-1.0, **SMALL)
+
+
+def test_type_pair_sage_equals_its_definition():
+    from brlgraph.nn.encoders import LocalGNNEncoder
+
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    enc = LocalGNNEncoder(8, num_layers=1, kind="hsage", num_types=3).eval()
+    conv = enc.convs[0]
+    h = torch.randn(graph.num_nodes, 8)
+    hn = enc.norms[0](h)
+    types = graph.node_type.tolist()
+    expected = []
+    for v in range(graph.num_nodes):  # h'_v = W_0 h_v + b + sum_s W_{t(v),s} mean_{u in N_s(v)} h_u
+        acc = conv.root(hn[v])
+        nbrs = graph.indices[graph.indptr[v]:graph.indptr[v + 1]].tolist()
+        for s in range(3):
+            of_s = [u for u in nbrs if types[u] == s]
+            if of_s:
+                acc = acc + hn[of_s].mean(0) @ conv.rel[types[v], s]
+        expected.append(h[v] + torch.nn.functional.gelu(acc))
+    with torch.no_grad():
+        torch.testing.assert_close(enc(h, graph), torch.stack(expected), rtol=1e-5, atol=1e-5)
+    # a homogeneous graph: one pair, the mean over all neighbours, i.e. SAGEConv
+    from torch_geometric.nn import SAGEConv
+
+    homo = GraphView.from_data(Data(x=torch.randn(30, 8), edge_index=torch.randint(0, 30, (2, 90))))
+    enc1 = LocalGNNEncoder(8, num_layers=1, kind="hsage").eval()
+    sage = SAGEConv(8, 8)
+    with torch.no_grad():
+        sage.lin_l.weight.copy_(enc1.convs[0].rel[0, 0].t())
+        sage.lin_l.bias.copy_(enc1.convs[0].root.bias)
+        sage.lin_r.weight.copy_(enc1.convs[0].root.weight)
+        h = torch.randn(30, 8)
+        ref = h + torch.nn.functional.gelu(sage(enc1.norms[0](h), homo.edge_index))
+        torch.testing.assert_close(enc1(h, homo), ref, rtol=1e-5, atol=1e-5)
