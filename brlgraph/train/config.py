@@ -52,6 +52,9 @@ class SequenceConfig:
     max_hops: int = 3
     #: draw fresh context nodes at every epoch (train sequences only)
     resample: bool = True
+    #: evaluation averages the logits of this many independently drawn sequences
+    #: per target (test-time ensembling over the sampled context; 1 = one draw)
+    eval_draws: int = 1
     #: node order of the graph-as-one-sequence mode ("rcm" or "bfs")
     order: str = "rcm"
 

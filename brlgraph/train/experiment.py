@@ -26,11 +26,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from brlgraph.errors import ConfigError
 from brlgraph.io import atomic_write
 from brlgraph.sequences import GraphView, HopSequenceSampler, hop_ordered_sequences
 from brlgraph.train.config import HGB_DATASETS, Config
 from brlgraph.train.loop import fit
 from brlgraph.train.metrics import classification_loss, classification_metrics, predict_labels
+
+
+def eval_seed(seed: int, draw: int) -> int:
+    """Sampling seed of evaluation draw ``draw`` (draw 0 keeps the run seed)."""
+    return seed + 1_000_003 * draw
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -93,8 +99,12 @@ class NodeSequenceTask:
         self.y = {split: target.y[rows].to(device) for split, rows in self.rows.items()}
         self.sampler = HopSequenceSampler(self.graph, self.rows["train"] + offset, s.length,
                                           max_hops=s.max_hops, seed=config.seed)
-        self.eval_seqs = {split: hop_ordered_sequences(self.graph, self.rows[split] + offset,
-                                                       s.length, max_hops=s.max_hops, seed=config.seed)
+        if s.eval_draws < 1:
+            raise ConfigError(f"sequences.eval_draws must be >= 1, got {s.eval_draws}")
+        # draw d of the evaluation sequences uses seed (seed, d); draw 0 is the single-draw default
+        self.eval_seqs = {split: [hop_ordered_sequences(self.graph, self.rows[split] + offset, s.length,
+                                                        max_hops=s.max_hops, seed=eval_seed(config.seed, d))
+                                  for d in range(s.eval_draws)]
                           for split in ("val", "test")}
         self.model = BRLFormer.from_data(
             self.graph, num_classes=data.num_classes, max_hops=s.max_hops,
@@ -119,9 +129,11 @@ class NodeSequenceTask:
     def logits(self, split: str) -> torch.Tensor:
         self.model.eval()
         h = self.model.node_states(self.graph)
-        seqs, bs = self.eval_seqs[split], self.config.train.eval_batch_size
-        return torch.cat([self.model(self.graph, seqs[i:i + bs], node_states=h)
-                          for i in range(0, len(seqs), bs)])
+        bs = self.config.train.eval_batch_size
+        draws = [torch.cat([self.model(self.graph, seqs[i:i + bs], node_states=h)
+                            for i in range(0, len(seqs), bs)])
+                 for seqs in self.eval_seqs[split]]
+        return torch.stack(draws).mean(0)
 
     def evaluate(self, split: str, logits: torch.Tensor | None = None) -> dict[str, float]:
         logits = self.logits(split) if logits is None else logits

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from brlgraph.errors import ConfigError
 from brlgraph.train.checkpoint import load_checkpoint
 from brlgraph.train.config import build_config
 from brlgraph.train.experiment import featureless_types, run_experiment
@@ -79,3 +80,26 @@ def test_resume_after_interrupt_ends_where_uninterrupted_run_ends(reference, int
 def test_model_features_option_names_the_featureless_types(mode, expected):
     config = build_config("DBLP", None, [f"model.features={mode}"])
     assert featureless_types(config, ["author", "paper", "venue"], "author") == expected
+
+
+def test_eval_draws_average_the_logits_of_independent_sequence_draws(dblp_env):
+    import torch
+
+    from brlgraph.sequences import hop_ordered_sequences
+    from brlgraph.train.experiment import build_task, eval_seed, load_dataset
+
+    config = build_config("DBLP", None, [*FAST, "sequences.eval_draws=3"])
+    task = build_task(load_dataset(config), config)
+    draws = task.eval_seqs["val"]
+    assert len(draws) == 3 and not torch.equal(draws[0].ids, draws[1].ids)
+    offset = task.graph.offsets[task.target_type]
+    expected = []
+    task.model.eval()
+    with torch.no_grad():
+        for d in range(3):
+            seqs = hop_ordered_sequences(task.graph, task.rows["val"] + offset, config.sequences.length,
+                                         max_hops=config.sequences.max_hops, seed=eval_seed(config.seed, d))
+            expected.append(task.model(task.graph, seqs))
+    torch.testing.assert_close(task.logits("val"), torch.stack(expected).mean(0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="eval_draws"):
+        build_task(load_dataset(config), build_config("DBLP", None, [*FAST, "sequences.eval_draws=0"]))
