@@ -91,6 +91,9 @@ class TrainConfig:
     epochs: int = 100
     #: stop after this many epochs without a better validation score
     patience: int = 20
+    #: never stop early before this many epochs (multi-label IMDB first sits on a
+    #: plateau of majority-label predictions for 10-20 epochs)
+    min_epochs: int = 0
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4

@@ -108,7 +108,7 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
             best = {"score": score, "epoch": epoch + 1, "metrics": metrics,
                     "model": copy.deepcopy(model.state_dict())}
         epoch += 1
-        stopped = epoch - best["epoch"] >= cfg.patience
+        stopped = epoch >= cfg.min_epochs and epoch - best["epoch"] >= cfg.patience
         if checkpoint is not None:
             save_checkpoint(checkpoint, {
                 "config": config.to_dict(), "epoch": epoch, "stopped": stopped, "seconds": seconds,

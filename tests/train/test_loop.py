@@ -93,6 +93,10 @@ def test_early_stopping_and_best_state(tmp_path):
     # resuming a finished run trains no further
     again = fit(MLPTask(), cfg, tmp_path / "c.pt", resume=True, progress=False)
     assert again["epochs"] == 4 and again["history"] == out["history"]
+    # min_epochs holds early stopping off until then; the best state is still epoch 1's
+    cfg.train.min_epochs = 9
+    late = fit(MLPTask(), cfg, tmp_path / "c2.pt", progress=False)
+    assert late["best_epoch"] == 1 and late["epochs"] == 9
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
