@@ -39,7 +39,8 @@ def time_backend(data, attention: str, length: int, args) -> dict:
     from brlgraph.train.experiment import build_task, seed_everything
 
     overrides = [f"model.attention={attention}", f"sequences.length={length}",
-                 f"train.batch_size={args.batch_size}", "train.deterministic=false"]
+                 f"train.batch_size={args.batch_size}", "train.deterministic=false",
+                 "sequences.eval_draws=1"]  # only training is timed
     config = build_config("DBLP", None, overrides)
     seed_everything(0, False)
     task = build_task(data, config, args.device)
