@@ -44,7 +44,7 @@ backend returns no update U, so its reservoir is never written from the sequence
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -72,6 +72,9 @@ def backend_options(
     opts = {k: v for k, v in common.items() if k in accepted}
     opts.update(extra or {})
     return opts
+
+
+ModelT = TypeVar("ModelT", bound="_GraphModel")
 
 
 class FeedForward(nn.Sequential):
@@ -180,10 +183,17 @@ class _GraphModel(nn.Module):
         self.attention = attention
         self.logit_norm = float(logit_norm)
 
-    @staticmethod
-    def _data_sizes(
-        data, num_classes: int | None, featureless: Sequence[str] = ()
-    ) -> tuple[GraphView, list, list, int]:
+    @classmethod
+    def from_data(
+        cls: type[ModelT], data, num_classes: int | None = None, featureless: Sequence[str] = (),
+        **hparams: Any,
+    ) -> ModelT:
+        """Build for ``data`` (``Data``, ``HeteroData`` or ``GraphView``): sizes read from it.
+
+        Node types named in ``featureless`` ignore their features and get a learned
+        embedding per node instead (as HGB's "feats-type" options do). ``hparams`` are
+        the constructor's keyword arguments (``max_hops`` / ``order`` of the subclasses).
+        """
         graph = GraphView.from_data(data)
         unknown = set(featureless) - set(graph.node_types)
         if unknown:
@@ -196,7 +206,7 @@ class _GraphModel(nn.Module):
             num_classes = getattr(data, "num_classes", None)
             if num_classes is None:
                 raise ConfigError("num_classes is unknown: pass num_classes= or set data.num_classes")
-        return graph, in_dims, num_nodes, int(num_classes)
+        return cls(in_dims, num_nodes, int(num_classes), **hparams)
 
     def node_states(self, graph: GraphView, ids: Tensor | None = None) -> Tensor:
         """Input states of the nodes before the blocks: projection (+ GNN), [N, d].
@@ -263,18 +273,6 @@ class BRLFormer(_GraphModel):
         self.max_hops = max_hops
         self.hop_emb = nn.Embedding(max_hops + 1, self.head.in_features)
 
-    @classmethod
-    def from_data(
-        cls, data, num_classes: int | None = None, featureless: Sequence[str] = (), **hparams: Any
-    ) -> BRLFormer:
-        """Build for ``data`` (``Data``, ``HeteroData`` or ``GraphView``): sizes read from it.
-
-        Node types named in ``featureless`` ignore their features and get a learned
-        embedding per node instead (as HGB's "feats-type" options do).
-        """
-        _, in_dims, num_nodes, num_classes = cls._data_sizes(data, num_classes, featureless)
-        return cls(in_dims, num_nodes, num_classes, **hparams)
-
     def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None) -> Tensor:
         """Token inputs [T, S, d] of the sequences (zeros at padding)."""
         device = self.head.weight.device
@@ -331,18 +329,6 @@ class BRLGraphSequenceModel(_GraphModel):
         super().__init__(in_dims, num_nodes, num_classes, **kwargs)
         self.order = order
         self._order_cache: tuple[GraphView, Tensor] | None = None
-
-    @classmethod
-    def from_data(
-        cls, data, num_classes: int | None = None, featureless: Sequence[str] = (), **hparams: Any
-    ) -> BRLGraphSequenceModel:
-        """Build for ``data`` (``Data``, ``HeteroData`` or ``GraphView``): sizes read from it.
-
-        Node types named in ``featureless`` ignore their features and get a learned
-        embedding per node instead (as HGB's "feats-type" options do).
-        """
-        _, in_dims, num_nodes, num_classes = cls._data_sizes(data, num_classes, featureless)
-        return cls(in_dims, num_nodes, num_classes, **hparams)
 
     def node_permutation(self, graph: GraphView) -> Tensor:
         """The sequence order of ``graph``'s nodes [N] (cached for the last graph seen)."""
