@@ -21,6 +21,7 @@ import typing
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 try:  # Python >= 3.11
@@ -101,6 +102,10 @@ class TrainConfig:
     warmup_epochs: int = 0
     schedule: str = "constant"
     grad_clip: float = 1.0
+    #: decay of an exponential moving average of the weights, updated after every
+    #: optimiser step; validation, early stopping and the final model use the
+    #: average (0 = off, the weights as trained)
+    ema: float = 0.0
     #: torch.use_deterministic_algorithms + seeded everything
     deterministic: bool = True
     #: validation metric used for early stopping
@@ -131,6 +136,11 @@ CHOICES = {
     "sequences.order": ("rcm", "bfs", "identity"),
     "model.gnn": ("gcn", "sage", "gat", "hsage"),
     "model.features": ("all", "target", "none"),
+}
+
+#: keys whose values must lie in a range: key -> (test, what the range is)
+BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "train.ema": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (0 = off)"),
 }
 
 
@@ -190,6 +200,8 @@ def _apply(cfg: Config, key: str, value: Any, source: str) -> None:
     value = _check_type(value, types_[name], key, source)
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(f"{source}: '{key}' must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    if key in BOUNDS and not BOUNDS[key][0](value):
+        raise ConfigError(f"{source}: '{key}' must be {BOUNDS[key][1]}, got {value!r}")
     setattr(target, name, value)
 
 

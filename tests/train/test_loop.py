@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from brlgraph.errors import CheckpointError
+from brlgraph.errors import CheckpointError, ConfigError
 from brlgraph.train.checkpoint import load_checkpoint
-from brlgraph.train.config import Config
-from brlgraph.train.loop import fit, lr_factor
+from brlgraph.train.config import Config, build_config
+from brlgraph.train.loop import ema_decay, ema_update, fit, lr_factor
 from brlgraph.train.metrics import classification_loss, classification_metrics
 
 
@@ -60,8 +60,10 @@ def test_lr_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in zip(f[8:], f[9:], strict=False)) and f[-1] < 0.05
 
 
-def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, ema):
     cfg = _config()
+    cfg.train.ema = ema
     whole = MLPTask()
     ref = fit(whole, cfg, tmp_path / "a.pt", progress=False)
 
@@ -116,3 +118,42 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     state = torch.load(tmp_path / "f.pt", weights_only=True)
     assert {"model", "optimizer", "scheduler", "rng", "best", "epoch", "config"} <= set(state)
     assert isinstance(state["rng"]["torch"], torch.Tensor)
+
+
+def test_ema_update_is_the_exponential_average():
+    model = torch.nn.Linear(3, 2)
+    model.register_buffer("count", torch.tensor(0))
+    average = {k: v.clone() for k, v in model.state_dict().items()}
+    expected = model.weight.detach().clone()
+    for step in range(5):
+        with torch.no_grad():
+            model.weight.add_(step + 1.0)
+            model.count += 1
+        d = ema_decay(step, 0.5)
+        ema_update(average, model, d)
+        expected = d * expected + (1 - d) * model.weight.detach()
+    torch.testing.assert_close(average["weight"], expected)
+    assert average["count"].item() == 5  # integer buffers are copied, not averaged
+    assert ema_decay(0, 0.99) == pytest.approx(0.1) and ema_decay(10_000, 0.99) == 0.99
+
+
+def test_ema_weights_are_what_is_validated_and_returned(tmp_path):
+    cfg = _config(epochs=8)
+    cfg.train.ema = 0.9
+    task = MLPTask()
+    out = fit(task, cfg, tmp_path / "g.pt", progress=False)
+    state = load_checkpoint(tmp_path / "g.pt")
+    # the model ends holding the averaged weights of the best epoch, not the raw ones
+    for name, value in task.model.state_dict().items():
+        assert torch.equal(value, state["best"]["model"][name])
+    assert not torch.equal(state["ema"]["0.weight"], state["model"]["0.weight"])
+    # ... and validating them again gives the early-stopping figures
+    again = task.evaluate("val")
+    assert again["micro_f1"] == out["best_val"]["val_micro_f1"]
+    assert again["loss"] == pytest.approx(out["best_val"]["val_loss"])
+
+
+def test_ema_outside_its_range_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"train\.ema.*\[0, 1\)"):
+        build_config("DBLP", None, ["train.ema=1.0"])
+    assert build_config("DBLP", None, ["train.ema=0.99"]).train.ema == 0.99
