@@ -18,10 +18,10 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 try:  # Python >= 3.11
