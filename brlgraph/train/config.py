@@ -102,6 +102,10 @@ class TrainConfig:
     warmup_epochs: int = 0
     schedule: str = "constant"
     grad_clip: float = 1.0
+    #: power p of the class weights of the training loss, from the training labels:
+    #: (negatives / positives) ** p as BCE's pos_weight (multi-label), or
+    #: (N / (C * count)) ** p per class (single-label); 0 = unweighted
+    label_balance: float = 0.0
     #: decay of an exponential moving average of the weights, updated after every
     #: optimiser step; validation, early stopping and the final model use the
     #: average (0 = off, the weights as trained)
@@ -141,6 +145,7 @@ CHOICES = {
 #: keys whose values must lie in a range: key -> (test, what the range is)
 BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.ema": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (0 = off)"),
+    "train.label_balance": (lambda v: v >= 0.0, ">= 0 (0 = unweighted)"),
 }
 
 

@@ -31,7 +31,12 @@ from brlgraph.io import atomic_write
 from brlgraph.sequences import GraphView, HopSequenceSampler, hop_ordered_sequences
 from brlgraph.train.config import HGB_DATASETS, Config
 from brlgraph.train.loop import fit
-from brlgraph.train.metrics import classification_loss, classification_metrics, predict_labels
+from brlgraph.train.metrics import (
+    class_weights,
+    classification_loss,
+    classification_metrics,
+    predict_labels,
+)
 
 
 def eval_seed(seed: int, draw: int) -> int:
@@ -80,6 +85,13 @@ def featureless_types(config: Config, node_types: list[str], target_type: str | 
     return [t for t in node_types if t != target_type]
 
 
+def train_weights(config: Config, y_train: torch.Tensor, num_classes: int,
+                  multi_label: bool = False) -> torch.Tensor | None:
+    """Class weights of the training loss (``train.label_balance``; None when 0)."""
+    power = config.train.label_balance
+    return class_weights(y_train, num_classes, multi_label, power) if power > 0 else None
+
+
 class NodeSequenceTask:
     """HGB node classification with each target node as a hop-ordered sequence."""
 
@@ -97,6 +109,7 @@ class NodeSequenceTask:
         self.rows = {split: target[f"{split}_mask"].nonzero().view(-1)
                      for split in ("train", "val", "test")}
         self.y = {split: target.y[rows].to(device) for split, rows in self.rows.items()}
+        self.weight = train_weights(config, self.y["train"], data.num_classes, self.multi_label)
         self.sampler = HopSequenceSampler(self.graph, self.rows["train"] + offset, s.length,
                                           max_hops=s.max_hops, seed=config.seed)
         if s.eval_draws < 1:
@@ -123,7 +136,7 @@ class NodeSequenceTask:
 
     def loss(self, batch) -> torch.Tensor:
         seqs, y = batch
-        return classification_loss(self.model(self.graph, seqs), y, self.multi_label)
+        return classification_loss(self.model(self.graph, seqs), y, self.multi_label, self.weight)
 
     @torch.no_grad()
     def logits(self, split: str) -> torch.Tensor:
@@ -162,6 +175,7 @@ class GraphSequenceTask:
         self.rows = {split: data[f"{split}_mask"].nonzero().view(-1).to(device)
                      for split in ("train", "val", "test")}
         self.y = data.y.to(device)
+        self.weight = train_weights(config, self.y[self.rows["train"]], data.num_classes)
         self.model = BRLGraphSequenceModel.from_data(
             self.graph, num_classes=data.num_classes, order=config.sequences.order,
             featureless=featureless_types(config, self.graph.node_types, self.graph.node_types[0]),
@@ -174,7 +188,7 @@ class GraphSequenceTask:
         yield self.rows["train"]
 
     def loss(self, rows) -> torch.Tensor:
-        return classification_loss(self.model(self.graph)[rows], self.y[rows])
+        return classification_loss(self.model(self.graph)[rows], self.y[rows], weight=self.weight)
 
     @torch.no_grad()
     def logits(self, split: str) -> torch.Tensor:

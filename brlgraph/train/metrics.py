@@ -45,9 +45,35 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor,
     return out
 
 
-def classification_loss(logits: torch.Tensor, target: torch.Tensor,
-                        multi_label: bool = False) -> torch.Tensor:
-    """Cross-entropy, or binary cross-entropy with logits for multi-label targets."""
+def class_weights(target: torch.Tensor, num_classes: int, multi_label: bool = False,
+                  power: float = 1.0) -> torch.Tensor:
+    """Loss weights that counter class imbalance in ``target`` (the training labels).
+
+    Multi-label: ``pos_weight[c] = (negatives_c / positives_c) ** power`` for
+    :func:`torch.nn.functional.binary_cross_entropy_with_logits`, so rare labels are
+    predicted above the 0.5 threshold more often (Macro-F1). Single-label:
+    ``weight[c] = (N / (C * count_c)) ** power`` for cross-entropy. ``power`` 0
+    gives all ones, 1 fully balances; a class without examples gets weight 1.
+    """
+    target = target.detach().float()
     if multi_label:
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, target.float())
-    return torch.nn.functional.cross_entropy(logits, target)
+        pos = target.sum(0)
+        ratio = (target.shape[0] - pos) / pos
+    else:
+        count = torch.bincount(target.long().view(-1), minlength=num_classes).float()
+        ratio = target.numel() / (num_classes * count)
+    ratio = torch.where(torch.isfinite(ratio) & (ratio > 0), ratio, torch.ones_like(ratio))
+    return ratio.pow(power)
+
+
+def classification_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool = False,
+                        weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy, or binary cross-entropy with logits for multi-label targets.
+
+    ``weight`` (:func:`class_weights`) is the per-class weight of cross-entropy or
+    the ``pos_weight`` of binary cross-entropy.
+    """
+    if multi_label:
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, target.float(),
+                                                                    pos_weight=weight)
+    return torch.nn.functional.cross_entropy(logits, target, weight=weight)

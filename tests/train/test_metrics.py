@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from brlgraph.train.metrics import (
+    class_weights,
     classification_loss,
     classification_metrics,
     f1_scores,
@@ -44,3 +45,28 @@ def test_accuracy_and_losses():
     assert ce.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
     bce = classification_loss(logits, torch.eye(2)[y], multi_label=True)
     assert bce.item() > 0
+
+
+def test_class_weights_by_hand():
+    # multi-label: label 0 in 1 of 4 rows (3 negatives), label 1 in 2 of 4, label 2 never
+    y = torch.tensor([[1, 1, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0]])
+    torch.testing.assert_close(class_weights(y, 3, multi_label=True), torch.tensor([3.0, 1.0, 1.0]))
+    torch.testing.assert_close(class_weights(y, 3, multi_label=True, power=0.5),
+                               torch.tensor([3.0 ** 0.5, 1.0, 1.0]))
+    # single-label: counts 3, 1, 0 of N = 4 -> 4 / (3 * count); the empty class gets 1
+    torch.testing.assert_close(class_weights(torch.tensor([0, 0, 0, 1]), 3),
+                               torch.tensor([4 / 9, 4 / 3, 1.0]))
+    assert torch.equal(class_weights(torch.tensor([0, 1, 1]), 2, power=0.0), torch.ones(2))
+
+
+def test_weighted_losses_match_torch():
+    logits = torch.tensor([[1.0, -2.0], [0.5, 0.3], [-1.0, 2.0]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    w = torch.tensor([0.5, 2.0])
+    # pos_weight scales the positive term of each label: by hand
+    p = torch.sigmoid(logits)
+    by_hand = -(w * y * p.log() + (1 - y) * (1 - p).log()).mean()
+    torch.testing.assert_close(classification_loss(logits, y, multi_label=True, weight=w), by_hand)
+    yc = torch.tensor([0, 1, 1])
+    torch.testing.assert_close(classification_loss(logits, yc, weight=w),
+                               torch.nn.functional.cross_entropy(logits, yc, weight=w))
