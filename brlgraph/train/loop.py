@@ -68,12 +68,14 @@ def score_of(metrics: dict[str, float], monitor: str) -> tuple[float, float]:
 
 
 def ema_decay(updates: int, decay: float) -> float:
-    """Decay of the ``updates``-th average update: ramps up so early weights fade fast.
+    """Decay of the average's next update after ``updates`` updates, bias-corrected.
 
-    ``min(decay, (1 + n) / (10 + n))``: the starting weights do not dominate the
-    first epochs of a short run.
+    ``decay * (1 - decay**n) / (1 - decay**(n + 1))``: the average is then exactly
+    ``sum_i decay**(n - i) * w_i / sum_i decay**(n - i)`` over the weights seen so
+    far (as Adam corrects its moments), so the starting weights carry no extra
+    mass in a short run; it tends to ``decay``.
     """
-    return min(decay, (1.0 + updates) / (10.0 + updates))
+    return decay * (1.0 - decay**updates) / (1.0 - decay ** (updates + 1))
 
 
 @torch.no_grad()

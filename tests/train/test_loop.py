@@ -120,21 +120,23 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     assert isinstance(state["rng"]["torch"], torch.Tensor)
 
 
-def test_ema_update_is_the_exponential_average():
+def test_ema_update_is_the_bias_corrected_exponential_average():
     model = torch.nn.Linear(3, 2)
     model.register_buffer("count", torch.tensor(0))
     average = {k: v.clone() for k, v in model.state_dict().items()}
-    expected = model.weight.detach().clone()
-    for step in range(5):
+    seen, decay = [], 0.5
+    for step in range(6):
         with torch.no_grad():
-            model.weight.add_(step + 1.0)
+            model.weight.add_(torch.randn(2, 3))
             model.count += 1
-        d = ema_decay(step, 0.5)
-        ema_update(average, model, d)
-        expected = d * expected + (1 - d) * model.weight.detach()
+        seen.append(model.weight.detach().clone())
+        ema_update(average, model, ema_decay(step, decay))
+    # closed form: weights decay ** (age) over their sum; the initial weights drop out
+    coef = torch.tensor([decay ** (len(seen) - 1 - i) for i in range(len(seen))])
+    expected = sum(c * w for c, w in zip(coef, seen, strict=True)) / coef.sum()
     torch.testing.assert_close(average["weight"], expected)
-    assert average["count"].item() == 5  # integer buffers are copied, not averaged
-    assert ema_decay(0, 0.99) == pytest.approx(0.1) and ema_decay(10_000, 0.99) == 0.99
+    assert average["count"].item() == 6  # integer buffers are copied, not averaged
+    assert ema_decay(0, 0.99) == 0.0 and ema_decay(10_000, 0.99) == pytest.approx(0.99)
 
 
 def test_ema_weights_are_what_is_validated_and_returned(tmp_path):
