@@ -105,3 +105,23 @@ def test_eval_draws_average_the_logits_of_independent_sequence_draws(dblp_env):
     torch.testing.assert_close(task.logits("val"), torch.stack(expected).mean(0), rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="eval_draws"):
         build_task(load_dataset(config), build_config("DBLP", None, [*FAST, "sequences.eval_draws=0"]))
+
+
+def test_label_balance_weights_the_training_loss_by_the_training_labels(dblp_env):
+    import torch
+
+    from brlgraph.train.experiment import build_task, load_dataset
+    from brlgraph.train.metrics import class_weights
+
+    config = build_config("DBLP", None, [*FAST, "train.label_balance=1.0"])
+    task = build_task(load_dataset(config), config)
+    y = task.y["train"]
+    torch.testing.assert_close(task.weight, class_weights(y, int(y.max()) + 1))
+    assert task.weight.min() < 0.99 < 1.01 < task.weight.max()  # DBLP's classes are not balanced
+    seqs, target = next(iter(task.train_batches(0)))
+    task.model.eval()
+    logits = task.model(task.graph, seqs)
+    torch.testing.assert_close(task.loss((seqs, target)),
+                               torch.nn.functional.cross_entropy(logits, target, weight=task.weight))
+    plain = build_config("DBLP", None, FAST)
+    assert build_task(load_dataset(plain), plain).weight is None
