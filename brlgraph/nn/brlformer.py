@@ -51,7 +51,13 @@ from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
 from brlgraph.nn.attention import attention_options, make_attention
-from brlgraph.nn.encoders import LocalGNNEncoder, NodeInputEncoder
+from brlgraph.nn.encoders import (
+    LocalGNNEncoder,
+    NodeInputEncoder,
+    TypePath,
+    type_pair_means,
+    type_path_means,
+)
 from brlgraph.sequences import (
     DEFAULT_MAX_HOPS,
     NODE_ORDERS,
@@ -242,6 +248,14 @@ class BRLFormer(_GraphModel):
     node-type embedding, optionally a GNN). Each sequence has its own reservoir,
     initialised from E.
 
+    With ``path_tokens = K > 0``, P more tokens follow the target token: one per type
+    path of 1..K edges from the target's type (:func:`~brlgraph.nn.encoders.type_path_means`),
+    the mean of :math:`h` over the path's end nodes plus a learned path embedding
+    :math:`\sum_i e_{i, t_i}` (step i, type :math:`t_i`). They give the target the whole
+    neighbourhood of each relation chain (SeHGNN's metapath features), which the S
+    sampled context nodes see only in part; attention weighs them per target. All
+    targets of one call must then share a node type.
+
     Args:
         in_dims: feature size per node type in the graph's type order (``None`` = featureless).
         num_nodes: nodes per type.
@@ -256,8 +270,10 @@ class BRLFormer(_GraphModel):
         input_dropout: dropout on raw node features.
         gnn_layers, gnn: local GNN encoder (0 layers = none; ``gcn``/``sage``/``gat``).
         max_hops: largest hop distance of the hop embedding.
+        path_tokens: K, the longest type path with a token of its own (0 = none).
 
-    Shapes: ``forward(graph, seqs)`` with ``seqs`` of T rows and S tokens -> [T, C].
+    Shapes: ``forward(graph, seqs)`` with ``seqs`` of T rows and S tokens -> [T, C]
+    (the blocks see S + P tokens when ``path_tokens`` > 0).
     """
 
     def __init__(
@@ -267,11 +283,18 @@ class BRLFormer(_GraphModel):
         num_classes: int,
         *,
         max_hops: int = DEFAULT_MAX_HOPS,
+        path_tokens: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(in_dims, num_nodes, num_classes, **kwargs)
+        if path_tokens < 0:
+            raise ConfigError(f"model.path_tokens must be >= 0, got {path_tokens}")
         self.max_hops = max_hops
         self.hop_emb = nn.Embedding(max_hops + 1, self.head.in_features)
+        self.num_types, self.path_hops = len(in_dims), path_tokens
+        self.path_emb = (nn.Embedding(path_tokens * self.num_types, self.head.in_features)
+                         if path_tokens else None)
+        self._pair_means: tuple[GraphView, str, Any] | None = None
 
     def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None) -> Tensor:
         """Token inputs [T, S, d] of the sequences (zeros at padding)."""
@@ -293,11 +316,41 @@ class BRLFormer(_GraphModel):
         z = h + self.hop_emb(hops.clamp(min=0))
         return self.dropout(z * mask.unsqueeze(-1))
 
+    def path_tokens(self, graph: GraphView, targets: Tensor, node_states: Tensor) -> tuple[list[TypePath], Tensor]:
+        """The type paths from the targets' type and their tokens [T, P, d] (see the class doc)."""
+        device = node_states.device
+        types = graph.node_type.to(device)[targets]
+        start = int(types[0]) if types.numel() else 0
+        if bool((types != start).any()):
+            raise ConfigError("model.path_tokens needs all target nodes of a batch to share one node type")
+        cached = self._pair_means
+        if cached is None or cached[0] is not graph or cached[1] != str(device):
+            self._pair_means = cached = (graph, str(device), type_pair_means(graph, device))
+        blocks, slices = cached[2]
+        paths, means = type_path_means(node_states, blocks, slices, start, self.path_hops)
+        if not paths:
+            return paths, node_states.new_zeros(len(targets), 0, node_states.shape[-1])
+        assert self.path_emb is not None
+        # path p = (t_0, t_1, ..., t_k): sum of the embeddings of (step i, type t_i), padded to K
+        ids = torch.tensor([[i * self.num_types + t for i, t in enumerate(p[1:])]
+                            + [-1] * (self.path_hops + 1 - len(p)) for p in paths], device=device)
+        emb = (self.path_emb(ids.clamp(min=0)) * (ids >= 0).unsqueeze(-1)).sum(1)  # [P, d]
+        return paths, self.dropout(means[targets - slices[start].start] + emb)
+
     def forward(
         self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None
     ) -> Tensor:
         """Logits [T, C] of the targets of ``seqs`` (optionally from precomputed node states)."""
-        x, _ = self.blocks(self.tokens(graph, seqs, node_states), seqs.mask.to(self.head.weight.device))
+        mask = seqs.mask.to(self.head.weight.device)
+        if not self.path_hops:
+            x, _ = self.blocks(self.tokens(graph, seqs, node_states), mask)
+            return self.readout(x[:, 0])
+        h = self.node_states(graph) if node_states is None else node_states
+        z = self.tokens(graph, seqs, h)
+        _, paths = self.path_tokens(graph, seqs.ids[:, 0].to(h.device), h)
+        z = torch.cat([z[:, :1], paths, z[:, 1:]], dim=1)
+        mask = torch.cat([mask[:, :1], mask.new_ones(paths.shape[:2]), mask[:, 1:]], dim=1)
+        x, _ = self.blocks(z, mask)
         return self.readout(x[:, 0])
 
 

@@ -214,7 +214,7 @@ class LocalGNNEncoder(nn.Module):
         if self.kind == "gat":
             adj = graph.edge_index
         elif self.kind == "hsage":
-            adj = _type_pair_means(graph, device)
+            adj = type_pair_means(graph, device)
         else:
             indptr = torch.from_numpy(graph.indptr)
             indices = torch.from_numpy(graph.indices)
@@ -248,7 +248,51 @@ class LocalGNNEncoder(nn.Module):
         return h
 
 
-def _type_pair_means(graph: GraphView, device: torch.device) -> tuple[list[list[Tensor | None]], list[slice]]:
+TypePath = tuple[int, ...]
+
+
+def type_path_means(
+    h: Tensor, blocks: list[list[Tensor | None]], slices: list[slice], start: int, hops: int
+) -> tuple[list[TypePath], Tensor]:
+    r"""Mean node states along every type path of 1..``hops`` edges from type ``start``.
+
+    A type path :math:`P = (t_0 = \text{start}, t_1, \dots, t_k)` follows, from each
+    node of type :math:`t_0`, only edges to neighbours of the next type; its mean is
+
+    .. math::
+        m_P = M_{t_0 t_1} M_{t_1 t_2} \cdots M_{t_{k-1} t_k}\, h_{t_k}
+
+    with :math:`M_{ts}` the row-normalised adjacency from type t to type s (the
+    ``blocks`` of :func:`type_pair_means`): the metapath features of SeHGNN, here on
+    learned node states. Paths with no edges at some step are not listed. Products
+    are shared between paths with a common tail.
+
+    Returns the paths (tuples of type indices, by length, then lexicographically)
+    and their means stacked as [N_start, P, d] (P = 0 gives [N_start, 0, d]).
+    """
+    num_types = len(slices)
+    # tails[k][t]: {path of k edges from t: mean [N_t, d]}
+    tails: list[list[dict[TypePath, Tensor]]] = [[{(t,): h[slices[t]]} for t in range(num_types)]]
+    for _ in range(hops):
+        step = []
+        for t in range(num_types):
+            out: dict[TypePath, Tensor] = {}
+            for s in range(num_types):
+                if blocks[t][s] is None:
+                    continue
+                for path, mean in tails[-1][s].items():
+                    out[(t, *path)] = torch.sparse.mm(blocks[t][s], mean)
+            step.append(out)
+        tails.append(step)
+    paths = sorted((p for k in range(1, hops + 1) for p in tails[k][start]), key=lambda p: (len(p), p))
+    n = slices[start].stop - slices[start].start
+    if not paths:
+        return [], h.new_zeros(n, 0, h.shape[1])
+    means = {p: m for k in range(1, hops + 1) for p, m in tails[k][start].items()}
+    return paths, torch.stack([means[p] for p in paths], dim=1)
+
+
+def type_pair_means(graph: GraphView, device: torch.device) -> tuple[list[list[Tensor | None]], list[slice]]:
     """Row-normalised adjacency blocks [N_t, N_s] for every pair of node types (t, s)."""
     import scipy.sparse as sp
 

@@ -83,6 +83,9 @@ class ModelConfig:
     #: which node types use their features: "all", "target" (the others get a
     #: learned embedding per node), "none" (learned embeddings only, HGB's feats-type 3)
     features: str = "all"
+    #: node-as-sequence models: one extra token per type path of 1..K edges from the
+    #: target's type, the mean node state along it (SeHGNN's metapaths); 0 = none
+    path_tokens: int = 0
     #: > 0: the logits are L2-normalised and scaled by this (HINormer uses 1); 0 = off
     logit_norm: float = 0.0
 
@@ -146,6 +149,7 @@ CHOICES = {
 BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.ema": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (0 = off)"),
     "train.label_balance": (lambda v: v >= 0.0, ">= 0 (0 = unweighted)"),
+    "model.path_tokens": (lambda v: 0 <= v <= 4, "in 0..4 (0 = none)"),
 }
 
 

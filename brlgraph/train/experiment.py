@@ -122,7 +122,7 @@ class NodeSequenceTask:
         self.model = BRLFormer.from_data(
             self.graph, num_classes=data.num_classes, max_hops=s.max_hops,
             featureless=featureless_types(config, self.graph.node_types, data.target_type),
-            **model_options(config)).to(device)
+            path_tokens=config.model.path_tokens, **model_options(config)).to(device)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.rows["train"]) / self.config.train.batch_size)
@@ -171,6 +171,9 @@ class GraphSequenceTask:
 
         self.config, self.device = config, device
         self.multi_label = False
+        if config.model.path_tokens:
+            raise ConfigError("model.path_tokens applies to node-as-sequence models (HGB data sets); "
+                              f"{config.data.name} runs as one sequence: set it to 0")
         self.graph = GraphView.from_data(data)
         self.rows = {split: data[f"{split}_mask"].nonzero().view(-1).to(device)
                      for split in ("train", "val", "test")}

@@ -296,3 +296,61 @@ def test_type_pair_sage_equals_its_definition():
         h = torch.randn(30, 8)
         ref = h + torch.nn.functional.gelu(sage(enc1.norms[0](h), homo.edge_index))
         torch.testing.assert_close(enc1(h, homo), ref, rtol=1e-5, atol=1e-5)
+
+
+def _walk_means(graph: GraphView, h: torch.Tensor, path: tuple[int, ...]) -> torch.Tensor:
+    """Mean of h over a type path, node by node: the definition, no matrices."""
+    types = graph.node_type.tolist()
+
+    def mean_from(v: int, rest: tuple[int, ...]) -> torch.Tensor:
+        if not rest:
+            return h[v]
+        nbrs = [u for u in graph.indices[graph.indptr[v]:graph.indptr[v + 1]].tolist() if types[u] == rest[0]]
+        if not nbrs:
+            return torch.zeros(h.shape[1])
+        return torch.stack([mean_from(u, rest[1:]) for u in nbrs]).mean(0)
+
+    return torch.stack([mean_from(v, path[1:]) for v in range(graph.num_nodes) if types[v] == path[0]])
+
+
+def test_type_path_means_follow_their_definition():
+    from brlgraph.nn.encoders import type_pair_means, type_path_means
+
+    graph = GraphView.from_data(toy_hetero())  # author 0 - paper 1 - venue 2
+    h = torch.randn(graph.num_nodes, 5)
+    blocks, slices = type_pair_means(graph, torch.device("cpu"))
+    paths, means = type_path_means(h, blocks, slices, start=0, hops=3)
+    # every path that exists from an author, shortest first (edges: author-paper, paper-venue)
+    assert paths == [(0, 1), (0, 1, 0), (0, 1, 2), (0, 1, 0, 1), (0, 1, 2, 1)]
+    assert means.shape == (30, len(paths), 5)
+    for j, path in enumerate(paths):
+        torch.testing.assert_close(means[:, j], _walk_means(graph, h, path), rtol=1e-5, atol=1e-6)
+    none, empty = type_path_means(h, blocks, slices, start=2, hops=0)
+    assert none == [] and empty.shape == (4, 0, 5)
+
+
+def test_path_tokens_join_the_sequence():
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    torch.manual_seed(0)
+    model = BRLFormer.from_data(data, path_tokens=2, **SMALL).eval()
+    seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)[:6]
+    h = model.node_states(graph)
+    paths, tokens = model.path_tokens(graph, seqs.ids[:, 0], h)
+    assert len(paths) == tokens.shape[1] >= 2 and tokens.shape == (6, len(paths), 16)
+    with torch.no_grad():
+        logits = model(graph, seqs)
+        torch.testing.assert_close(model(graph, seqs, node_states=h), logits)
+        # the blocks see [target, path tokens, context]: the same thing by hand
+        z = model.tokens(graph, seqs, h)
+        z = torch.cat([z[:, :1], tokens, z[:, 1:]], 1)
+        mask = torch.cat([seqs.mask[:, :1], torch.ones(6, len(paths), dtype=torch.bool), seqs.mask[:, 1:]], 1)
+        torch.testing.assert_close(model.readout(model.blocks(z, mask)[0][:, 0]), logits)
+    model.train()
+    model(graph, seqs).square().sum().backward()
+    assert model.path_emb.weight.grad.abs().sum() > 0
+    mixed = hop_ordered_sequences(graph, torch.tensor([0, 35]), 12, max_hops=3)  # an author and a paper
+    with pytest.raises(ConfigError, match="path_tokens"):
+        model(graph, mixed)
+    with pytest.raises(ConfigError, match="path_tokens"):
+        BRLFormer.from_data(data, path_tokens=-1, **SMALL)
