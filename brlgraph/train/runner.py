@@ -8,7 +8,8 @@
   :mod:`brlgraph.train.published`;
 - writes ``<DATA>_<seed>.txt`` with the test predictions in HGB's submission
   format (``global_node_id<TAB><TAB>node_type<TAB>label[,label...]``);
-- appends every run to ``results.jsonl``.
+- appends every run to ``results.jsonl`` and keeps every seed's metrics in
+  ``hgb_scores.json`` (``reproduce_knn``: ``knn_scores.json``).
 
 A data set that cannot be loaded (Freebase: no graph files here) is reported as
 one line and skipped; the others go on.
@@ -72,6 +73,14 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_scores(path: str | Path, scores: dict[str, list[dict[str, Any]]]) -> None:
+    """Every seed's numeric metrics per data set as JSON (NaN and non-numbers dropped)."""
+    with atomic_write(path) as f:
+        json.dump({d: [{k: v for k, v in r.items() if isinstance(v, (int, float))
+                        and not (isinstance(v, float) and math.isnan(v))} for r in rs]
+                   for d, rs in scores.items()}, f, indent=1)
+
+
 def write_hgb_predictions(path: str | Path, predictions: dict[str, Any]) -> None:
     """One line per test node: ``global_id<TAB><TAB>node_type<TAB>label[,label...]``."""
     with atomic_write(path) as f:
@@ -115,10 +124,7 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int, out: str | Path, device: 
         f.write(to_markdown(frame))
     with atomic_write(out / "hgb_table.csv") as f:
         frame.to_csv(f)
-    with atomic_write(out / "hgb_scores.json") as f:
-        json.dump({d: [{k: v for k, v in r.items() if isinstance(v, (int, float))
-                        and not (isinstance(v, float) and math.isnan(v))} for r in rs]
-                   for d, rs in scores.items()}, f, indent=1)
+    write_scores(out / "hgb_scores.json", scores)
     return frame
 
 
@@ -130,7 +136,7 @@ def reproduce_knn(seeds: int, out: str | Path, device: str = "cpu", overrides: S
 
     log = log or (lambda line: print(line, file=sys.stderr))
     out = Path(out)
-    accuracies = []
+    accuracies, runs = [], []
     attention = "brl"
     for seed in range(1, seeds + 1):
         config = build_config("20News", None, [*overrides, f"seed={seed}", f"data.split_seed={seed}"])
@@ -138,6 +144,7 @@ def reproduce_knn(seeds: int, out: str | Path, device: str = "cpu", overrides: S
         result = run_experiment(config, out / "runs" / f"20News-seed{seed}", device=device,
                                 progress=progress, results_file=out / "results.jsonl")
         m = result["metrics"]
+        runs.append(m)
         accuracies.append(100 * m["test_accuracy"])
         log(f"20News seed {seed}: test accuracy {accuracies[-1]:.2f}  ({m['epochs']} epochs, "
             f"{m['seconds']:.0f} s)")
@@ -152,4 +159,5 @@ def reproduce_knn(seeds: int, out: str | Path, device: str = "cpu", overrides: S
         f.write(to_markdown(frame))
     with atomic_write(out / "knn_table.csv") as f:
         frame.to_csv(f)
+    write_scores(out / "knn_scores.json", {"20News": runs})
     return frame

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pandas as pd
 import pytest
 
 from brlgraph.cli.main import main
 from brlgraph.train.published import PUBLISHED_HGB
-from brlgraph.train.runner import hgb_table, mean_std
+from brlgraph.train.runner import hgb_table, mean_std, write_scores
 from tests.conftest import require_data
 
 TINY = ["--set", "train.epochs=2", "--set", "sequences.length=8", "--set", "model.hidden=32",
@@ -26,6 +29,13 @@ def test_table_rows_and_values():
     assert frame.loc["HINormer", "DBLP Micro-F1"] == "94.94"
     assert frame.loc["HINormer", "DBLP Macro-F1"] == "94.57"
     assert set(PUBLISHED_HGB) <= set(frame.index)
+
+
+def test_scores_file_keeps_the_numbers_of_every_seed(tmp_path):
+    write_scores(tmp_path / "s.json", {"20News": [{"test_accuracy": 0.68, "epochs": 300, "val_loss": math.nan,
+                                                   "note": "text"}, {"test_accuracy": 0.66, "epochs": 250}]})
+    assert json.loads((tmp_path / "s.json").read_text()) == {
+        "20News": [{"test_accuracy": 0.68, "epochs": 300}, {"test_accuracy": 0.66, "epochs": 250}]}
 
 
 def test_reproduce_writes_table_and_hgb_predictions(tmp_path, monkeypatch, capsys, cache_dir):
@@ -52,6 +62,9 @@ def test_reproduce_writes_table_and_hgb_predictions(tmp_path, monkeypatch, capsy
             assert empty == "" and node_type == "0" and label in {"0", "1", "2", "3"}
             global_ids.add(int(node))
     assert not (out / "Freebase_1.txt").exists()
+    scores = json.loads((out / "hgb_scores.json").read_text())
+    assert set(scores) == {"DBLP"} and len(scores["DBLP"]) == 2
+    assert all(0 <= s["test_micro_f1"] <= 1 and "epochs" in s for s in scores["DBLP"])
     # the ids are node.dat ids of DBLP authors (node.dat lists authors first: 0..4056)
     assert max(global_ids) < 4057 and len(global_ids) == 2840
 
