@@ -235,3 +235,16 @@ def test_bad_arguments():
     _, _, hist = brl_attention(q, k, v, rq, rk, window=4, causal=True)
     with pytest.raises(ValueError, match="causal"):
         brl_attention(q, k, v, rq, rk, window=4, hist=hist)
+
+
+@pytest.mark.parametrize("n", [54, 256, 260, 2048, 2052, 5000])
+@pytest.mark.parametrize("causal", [False, True])
+def test_chunks_are_balanced_so_padding_stays_small(n, causal):
+    from brlgraph.ops.brl.chunked import DEFAULT_CHUNK_TOKENS, _geometry
+
+    g = _geometry(n, 16, causal, "sliding", None, None, None)
+    chunks = g.n_pad // g.chunk
+    unit = 16  # lcm(bucket c = 16, block b = 16 (causal) or 1)
+    assert g.n_pad % g.chunk == 0 and g.chunk % 16 == 0 and g.chunk <= DEFAULT_CHUNK_TOKENS
+    assert chunks == max(1, math.ceil(n / DEFAULT_CHUNK_TOKENS))  # as few chunks as the target allows
+    assert n <= g.n_pad < n + chunks * unit  # less than one unit of padding per chunk

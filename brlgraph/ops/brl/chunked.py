@@ -111,10 +111,12 @@ def _geometry(
     nwin = (r + 1) if causal else (2 * r + 1)
     b = (block_size or window) if causal else 1
     unit = c * b // math.gcd(c, b)
-    target = chunk_size or DEFAULT_CHUNK_TOKENS
-    T = unit * max(1, round(target / unit))
-    T = min(T, unit * math.ceil(n / unit))  # short sequences: one chunk
-    n_pad = T * math.ceil(n / T)
+    target = unit * max(1, round((chunk_size or DEFAULT_CHUNK_TOKENS) / unit))
+    # as few chunks as the target size allows, balanced, so that the padding stays
+    # below one unit per chunk (n = 2,052 with target 512: 5 x 416 tokens, not 5 x 512)
+    chunks = max(1, math.ceil(n / target))
+    T = unit * math.ceil(n / (chunks * unit))
+    n_pad = T * chunks
     group = b if causal else T
     return _Geometry(window, causal, block_mode, c, nwin, group, T, n_pad)
 
