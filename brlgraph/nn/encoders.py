@@ -265,30 +265,29 @@ def type_path_means(
     with :math:`M_{ts}` the row-normalised adjacency from type t to type s (the
     ``blocks`` of :func:`type_pair_means`): the metapath features of SeHGNN, here on
     learned node states. Paths with no edges at some step are not listed. Products
-    are shared between paths with a common tail.
+    are shared between paths with a common tail, and only the tails of paths from
+    ``start`` are computed.
 
     Returns the paths (tuples of type indices, by length, then lexicographically)
     and their means stacked as [N_start, P, d] (P = 0 gives [N_start, 0, d]).
     """
-    num_types = len(slices)
-    # tails[k][t]: {path of k edges from t: mean [N_t, d]}
-    tails: list[list[dict[TypePath, Tensor]]] = [[{(t,): h[slices[t]]} for t in range(num_types)]]
-    for _ in range(hops):
-        step = []
-        for t in range(num_types):
-            out: dict[TypePath, Tensor] = {}
-            for s in range(num_types):
-                if blocks[t][s] is None:
-                    continue
-                for path, mean in tails[-1][s].items():
-                    out[(t, *path)] = torch.sparse.mm(blocks[t][s], mean)
-            step.append(out)
-        tails.append(step)
-    paths = sorted((p for k in range(1, hops + 1) for p in tails[k][start]), key=lambda p: (len(p), p))
-    n = slices[start].stop - slices[start].start
+    memo: dict[tuple[int, int], dict[TypePath, Tensor]] = {}
+
+    def tails(t: int, k: int) -> dict[TypePath, Tensor]:
+        """{path of exactly k edges from type t: its mean [N_t, d]}, only where needed."""
+        if k == 0:
+            return {(t,): h[slices[t]]}
+        if (t, k) not in memo:
+            memo[(t, k)] = {(t, *path): torch.sparse.mm(blocks[t][s], mean)
+                            for s in range(len(slices)) if blocks[t][s] is not None
+                            for path, mean in tails(s, k - 1).items()}
+        return memo[(t, k)]
+
+    means = {p: m for k in range(1, hops + 1) for p, m in tails(start, k).items()}
+    paths = sorted(means, key=lambda p: (len(p), p))
     if not paths:
+        n = slices[start].stop - slices[start].start
         return [], h.new_zeros(n, 0, h.shape[1])
-    means = {p: m for k in range(1, hops + 1) for p, m in tails[k][start].items()}
     return paths, torch.stack([means[p] for p in paths], dim=1)
 
 
