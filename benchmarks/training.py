@@ -12,6 +12,7 @@ step and reports the mean step time and the epoch time it implies
 
     python benchmarks/training.py                     # S = 256, 2048; brl, full
     python benchmarks/training.py --lengths 256 --steps 0 --batch-size 64
+    python benchmarks/training.py --set model.path_tokens=0   # any config change
 
 Prints a table and writes ``benchmarks/results/training.json``.
 """
@@ -40,7 +41,7 @@ def time_backend(data, attention: str, length: int, args) -> dict:
 
     overrides = [f"model.attention={attention}", f"sequences.length={length}",
                  f"train.batch_size={args.batch_size}", "train.deterministic=false",
-                 "sequences.eval_draws=1"]  # only training is timed
+                 "sequences.eval_draws=1", *args.set]  # only training is timed
     config = build_config("DBLP", None, overrides)
     seed_everything(0, False)
     task = build_task(data, config, args.device)
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32, help="target nodes per step")
     p.add_argument("--steps", type=int, default=3, help="timed steps (0: a whole epoch)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="further config overrides of the DBLP model, e.g. --set model.path_tokens=0")
     p.add_argument("--data", default=None, help="folder holding hgb/DBLP.zip (else BRLGRAPH_DATA)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training.json"))
     args = p.parse_args(argv)
