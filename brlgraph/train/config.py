@@ -296,6 +296,9 @@ def build_config(dataset: str, config_file: str | Path | None = None,
         key, value = parse_override(item)
         _apply(cfg, key, value, f"--set {item}")
     cfg.data.name = canonical_dataset(cfg.data.name)
+    if cfg.model.path_tokens and cfg.data.name not in HGB_DATASETS:
+        raise ConfigError("model.path_tokens applies to node-as-sequence models (HGB data sets); "
+                          f"{cfg.data.name} runs as one sequence: set it to 0")
     return cfg
 
 

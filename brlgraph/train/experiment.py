@@ -171,7 +171,7 @@ class GraphSequenceTask:
 
         self.config, self.device = config, device
         self.multi_label = False
-        if config.model.path_tokens:
+        if config.model.path_tokens:  # build_config refuses this; a Config built by hand may not
             raise ConfigError("model.path_tokens applies to node-as-sequence models (HGB data sets); "
                               f"{config.data.name} runs as one sequence: set it to 0")
         self.graph = GraphView.from_data(data)

@@ -93,3 +93,9 @@ def test_parse_override_reads_toml_values():
 def test_values_out_of_range_are_errors_naming_the_key(item, message):
     with pytest.raises(ConfigError, match=message):
         build_config("ACM", None, [item])
+
+
+def test_path_tokens_only_for_node_as_sequence_data_sets():
+    assert build_config("IMDB", None, ["model.path_tokens=2"]).model.path_tokens == 2
+    with pytest.raises(ConfigError, match=r"model\.path_tokens.*20News"):
+        build_config("20News", None, ["model.path_tokens=1"])
