@@ -226,12 +226,12 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
     ``epochs`` trained, ``best_epoch`` and training ``seconds``.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed, config.train.deterministic)
     t0 = time.perf_counter()
     data = load_dataset(config)
     task = build_task(data, config, device)
     setup_seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)  # only once there is a run to write: no empty folders
     summary = fit(task, config, out / "checkpoint.pt", resume=resume, progress=progress,
                   on_epoch_end=on_epoch_end)
     # The best model's logits of each split, computed once for the metrics and the predictions.

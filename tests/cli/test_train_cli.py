@@ -69,6 +69,7 @@ def test_missing_data_files(capsys, tmp_path, monkeypatch, cache_dir):
     monkeypatch.setenv("BRLGRAPH_DATA", str(empty))
     line = _one_error_line(capsys, ["train", "--dataset", "DBLP", "--out", str(tmp_path / "o")])
     assert "DBLP" in line and str(empty) in line
+    assert not (tmp_path / "o").exists()  # a run that never started leaves no folder behind
 
 
 def test_resume_of_another_run_is_refused(capsys, tmp_path, monkeypatch, dblp_cache):
