@@ -150,6 +150,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.ema": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (0 = off)"),
     "train.label_balance": (lambda v: v >= 0.0, ">= 0 (0 = unweighted)"),
     "model.path_tokens": (lambda v: 0 <= v <= 4, "in 0..4 (0 = none)"),
+    "sequences.eval_draws": (lambda v: v >= 1, ">= 1"),
 }
 
 
@@ -296,6 +297,17 @@ def build_config(dataset: str, config_file: str | Path | None = None,
         key, value = parse_override(item)
         _apply(cfg, key, value, f"--set {item}")
     cfg.data.name = canonical_dataset(cfg.data.name)
+    return validate(cfg)
+
+
+def validate(cfg: Config) -> Config:
+    """The checks no single key can make, and the ranges of :data:`BOUNDS` again for a
+    Config built or changed in code (keys set from files and ``--set`` were checked
+    as they were read, with their source in the message)."""
+    flat = _flatten(cfg.to_dict())
+    for key, (ok, what) in BOUNDS.items():
+        if not ok(flat[key]):
+            raise ConfigError(f"'{key}' must be {what}, got {flat[key]!r}")
     if cfg.model.path_tokens and cfg.data.name not in HGB_DATASETS:
         raise ConfigError("model.path_tokens applies to node-as-sequence models (HGB data sets); "
                           f"{cfg.data.name} runs as one sequence: set it to 0")

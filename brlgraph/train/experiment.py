@@ -26,10 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from brlgraph.errors import ConfigError
 from brlgraph.io import atomic_write
 from brlgraph.sequences import GraphView, HopSequenceSampler, hop_ordered_sequences
-from brlgraph.train.config import HGB_DATASETS, Config
+from brlgraph.train.config import HGB_DATASETS, Config, validate
 from brlgraph.train.loop import fit
 from brlgraph.train.metrics import (
     class_weights,
@@ -112,8 +111,6 @@ class NodeSequenceTask:
         self.weight = train_weights(config, self.y["train"], data.num_classes, self.multi_label)
         self.sampler = HopSequenceSampler(self.graph, self.rows["train"] + offset, s.length,
                                           max_hops=s.max_hops, seed=config.seed)
-        if s.eval_draws < 1:
-            raise ConfigError(f"sequences.eval_draws must be >= 1, got {s.eval_draws}")
         # draw d of the evaluation sequences uses seed (seed, d); draw 0 is the single-draw default
         self.eval_seqs = {split: [hop_ordered_sequences(self.graph, self.rows[split] + offset, s.length,
                                                         max_hops=s.max_hops, seed=eval_seed(config.seed, d))
@@ -171,9 +168,6 @@ class GraphSequenceTask:
 
         self.config, self.device = config, device
         self.multi_label = False
-        if config.model.path_tokens:  # build_config refuses this; a Config built by hand may not
-            raise ConfigError("model.path_tokens applies to node-as-sequence models (HGB data sets); "
-                              f"{config.data.name} runs as one sequence: set it to 0")
         self.graph = GraphView.from_data(data)
         self.rows = {split: data[f"{split}_mask"].nonzero().view(-1).to(device)
                      for split in ("train", "val", "test")}
@@ -211,6 +205,7 @@ class GraphSequenceTask:
 
 
 def build_task(data, config: Config, device: str = "cpu") -> NodeSequenceTask | GraphSequenceTask:
+    validate(config)  # build_config did; a Config made or changed in code may not have been
     if config.data.name in HGB_DATASETS:
         return NodeSequenceTask(data, config, device)
     return GraphSequenceTask(data, config, device)

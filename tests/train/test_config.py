@@ -13,6 +13,7 @@ from brlgraph.train.config import (
     default_config,
     load_file,
     parse_override,
+    validate,
 )
 
 
@@ -99,3 +100,7 @@ def test_path_tokens_only_for_node_as_sequence_data_sets():
     assert build_config("IMDB", None, ["model.path_tokens=2"]).model.path_tokens == 2
     with pytest.raises(ConfigError, match=r"model\.path_tokens.*20News"):
         build_config("20News", None, ["model.path_tokens=1"])
+    by_hand = build_config("20News")
+    by_hand.model.path_tokens = 1  # set in code, past the checks of build_config
+    with pytest.raises(ConfigError, match=r"model\.path_tokens.*20News"):
+        validate(by_hand)

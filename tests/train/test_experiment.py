@@ -105,6 +105,9 @@ def test_eval_draws_average_the_logits_of_independent_sequence_draws(dblp_env):
     torch.testing.assert_close(task.logits("val"), torch.stack(expected).mean(0), rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="eval_draws"):
         build_task(load_dataset(config), build_config("DBLP", None, [*FAST, "sequences.eval_draws=0"]))
+    config.sequences.eval_draws = 0  # a Config changed in code is checked too
+    with pytest.raises(ConfigError, match="eval_draws"):
+        build_task(load_dataset(config), config)
 
 
 def test_label_balance_weights_the_training_loss_by_the_training_labels(dblp_env):
