@@ -323,10 +323,13 @@ class BRLFormer(_GraphModel):
         start = int(types[0]) if types.numel() else 0
         if bool((types != start).any()):
             raise ConfigError("model.path_tokens needs all target nodes of a batch to share one node type")
-        cached = self._pair_means
-        if cached is None or cached[0] is not graph or cached[1] != str(device):
-            self._pair_means = cached = (graph, str(device), type_pair_means(graph, device))
-        blocks, slices = cached[2]
+        if self.gnn is not None and self.gnn.kind == "hsage":  # the same blocks, built once there
+            blocks, slices = self.gnn.adjacency(graph, device)
+        else:
+            cached = self._pair_means
+            if cached is None or cached[0] is not graph or cached[1] != str(device):
+                self._pair_means = cached = (graph, str(device), type_pair_means(graph, device))
+            blocks, slices = cached[2]
         paths, means = type_path_means(node_states, blocks, slices, start, self.path_hops)
         if not paths:
             return paths, node_states.new_zeros(len(targets), 0, node_states.shape[-1])
