@@ -27,7 +27,7 @@ sparse product). Features stay in ``graph.x_dict``; the model caches them on its
 device. Hyper-parameters (keyword arguments of ``from_data``): ``hidden``, ``layers``,
 ``heads``, ``attention``, ``window``, ``reservoir``, ``attention_options``, ``dropout``,
 ``attention_dropout``, ``input_dropout``, ``gnn_layers``, ``gnn``, ``ff_mult``, ``logit_norm``,
-``featureless`` (node types whose features are replaced by learned embeddings), and
+``label_inputs`` (known labels as node inputs, see ``node_states``), ``featureless`` (node types whose features are replaced by learned embeddings), and
 ``max_hops`` (BRLFormer, >= the sequences' max_hops) or ``order`` (graph model).
 
 A block carries two residual streams, the tokens X [B, S, d] and the reservoir
@@ -165,6 +165,7 @@ class _GraphModel(nn.Module):
         gnn: str = "gcn",
         ff_mult: int = 2,
         logit_norm: float = 0.0,
+        label_inputs: bool = False,
     ) -> None:
         super().__init__()
         if logit_norm < 0:
@@ -188,6 +189,8 @@ class _GraphModel(nn.Module):
         self.head = nn.Linear(hidden, num_classes)
         self.attention = attention
         self.logit_norm = float(logit_norm)
+        # label trick: known labels enter as one more input of their nodes (see node_states)
+        self.label_proj = nn.Linear(num_classes, hidden, bias=False) if label_inputs else None
 
     @classmethod
     def from_data(
@@ -214,15 +217,35 @@ class _GraphModel(nn.Module):
                 raise ConfigError("num_classes is unknown: pass num_classes= or set data.num_classes")
         return cls(in_dims, num_nodes, int(num_classes), **hparams)
 
-    def node_states(self, graph: GraphView, ids: Tensor | None = None) -> Tensor:
+    def node_states(self, graph: GraphView, ids: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
         """Input states of the nodes before the blocks: projection (+ GNN), [N, d].
 
         With ``ids`` [K] and no GNN, only those nodes are projected ([K, d]); with a
         GNN all N nodes are computed and ``ids`` selects rows.
+
+        ``labels`` [N, C] (models built with ``label_inputs=True``) holds the labels
+        the model may read: a one-hot (or multi-hot) row for a node whose label is
+        shown, zeros elsewhere. ``W_y y_v`` is added to the node's projection before
+        the GNN, so the labels travel along the graph and into the tokens (the label
+        trick of UniMP / GAMLP; the caller decides which labels are shown: never
+        those of the nodes it computes a loss on).
         """
+        if labels is not None and self.label_proj is None:
+            raise ConfigError("labels were given to a model built without label_inputs=True")
+        if labels is None and self.label_proj is not None:
+            raise ConfigError("this model reads labels (label_inputs=True): pass labels= [N, C], "
+                              "zeros for every node whose label is not shown")
+        h = self.encoder(graph, ids if self.gnn is None else None)
+        if self.label_proj is not None:
+            assert labels is not None
+            if labels.shape != (graph.num_nodes, self.label_proj.in_features):
+                raise ConfigError(f"labels must be [N, C] = [{graph.num_nodes}, "
+                                  f"{self.label_proj.in_features}], got {list(labels.shape)}")
+            labels = labels.to(h.device, h.dtype)
+            h = h + self.label_proj(labels if ids is None or self.gnn is not None else labels[ids])
         if self.gnn is None:
-            return self.encoder(graph, ids)
-        h = self.gnn(self.encoder(graph), graph)
+            return h
+        h = self.gnn(h, graph)
         return h if ids is None else h[ids]
 
     def readout(self, x: Tensor) -> Tensor:
@@ -271,6 +294,8 @@ class BRLFormer(_GraphModel):
         gnn_layers, gnn: local GNN encoder (0 layers = none; ``gcn``/``sage``/``gat``).
         max_hops: largest hop distance of the hop embedding.
         path_tokens: K, the longest type path with a token of its own (0 = none).
+        label_inputs: read shown labels ``labels`` [N, C] as node inputs (see
+            :meth:`node_states`; the training task decides which labels are shown).
 
     Shapes: ``forward(graph, seqs)`` with ``seqs`` of T rows and S tokens -> [T, C]
     (the blocks see S + P tokens when ``path_tokens`` > 0).
@@ -296,8 +321,10 @@ class BRLFormer(_GraphModel):
                          if path_tokens else None)
         self._pair_means: tuple[GraphView, str, Any] | None = None
 
-    def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None) -> Tensor:
-        """Token inputs [T, S, d] of the sequences (zeros at padding)."""
+    def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None,
+               labels: Tensor | None = None) -> Tensor:
+        """Token inputs [T, S, d] of the sequences (zeros at padding); ``labels`` as in
+        :meth:`node_states` (unused when ``node_states`` are given)."""
         device = self.head.weight.device
         ids, hops, mask = seqs.ids.to(device), seqs.hops.to(device), seqs.mask.to(device)
         if int(hops.max()) > self.max_hops:
@@ -310,9 +337,9 @@ class BRLFormer(_GraphModel):
             h = node_states[safe]
         elif self.gnn is None:
             uniq, inverse = torch.unique(safe, return_inverse=True)
-            h = self.node_states(graph, uniq)[inverse]
+            h = self.node_states(graph, uniq, labels)[inverse]
         else:
-            h = self.node_states(graph)[safe]
+            h = self.node_states(graph, labels=labels)[safe]
         z = h + self.hop_emb(hops.clamp(min=0))
         return self.dropout(z * mask.unsqueeze(-1))
 
@@ -341,14 +368,17 @@ class BRLFormer(_GraphModel):
         return paths, self.dropout(means[targets - slices[start].start] + emb)
 
     def forward(
-        self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None
+        self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None,
+        labels: Tensor | None = None,
     ) -> Tensor:
-        """Logits [T, C] of the targets of ``seqs`` (optionally from precomputed node states)."""
+        """Logits [T, C] of the targets of ``seqs`` (optionally from precomputed node
+        states; ``labels``: the shown labels of a ``label_inputs`` model, see
+        :meth:`node_states`)."""
         mask = seqs.mask.to(self.head.weight.device)
         if not self.path_hops:
-            x, _ = self.blocks(self.tokens(graph, seqs, node_states), mask)
+            x, _ = self.blocks(self.tokens(graph, seqs, node_states, labels), mask)
             return self.readout(x[:, 0])
-        h = self.node_states(graph) if node_states is None else node_states
+        h = self.node_states(graph, labels=labels) if node_states is None else node_states
         z = self.tokens(graph, seqs, h)
         _, paths = self.path_tokens(graph, seqs.ids[:, 0].to(h.device), h)
         z = torch.cat([z[:, :1], paths, z[:, 1:]], dim=1)
@@ -392,10 +422,11 @@ class BRLGraphSequenceModel(_GraphModel):
             self._order_cache = (graph, node_order(graph, self.order))
         return self._order_cache[1]
 
-    def forward(self, graph: GraphView, order: Tensor | None = None) -> Tensor:
-        """Logits [N, C] of every node (``order`` overrides the cached permutation)."""
+    def forward(self, graph: GraphView, order: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
+        """Logits [N, C] of every node (``order`` overrides the cached permutation;
+        ``labels``: the shown labels of a ``label_inputs`` model, see :meth:`node_states`)."""
         device = self.head.weight.device
         perm = (self.node_permutation(graph) if order is None else order).to(device)
-        h = self.dropout(self.node_states(graph))
+        h = self.dropout(self.node_states(graph, labels=labels))
         x, _ = self.blocks(h[perm].unsqueeze(0))
         return self.readout(x[0][inverse_permutation(perm)])

@@ -88,6 +88,11 @@ class ModelConfig:
     path_tokens: int = 0
     #: > 0: the logits are L2-normalised and scaled by this (HINormer uses 1); 0 = off
     logit_norm: float = 0.0
+    #: label trick (UniMP, GAMLP): training labels are inputs of their nodes. Each
+    #: training step shows the labels of a random fraction p of the training nodes,
+    #: never of the nodes whose loss it computes; evaluation shows every training
+    #: label (never a validation or test label). 0 = off
+    label_inputs: float = 0.0
 
 
 @dataclass
@@ -151,6 +156,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.label_balance": (lambda v: v >= 0.0, ">= 0 (0 = unweighted)"),
     "model.path_tokens": (lambda v: 0 <= v <= 4, "in 0..4 (0 = none)"),
     "sequences.eval_draws": (lambda v: v >= 1, ">= 1"),
+    "model.label_inputs": (lambda v: 0.0 <= v <= 1.0, "in [0, 1] (0 = off)"),
 }
 
 
@@ -311,6 +317,9 @@ def validate(cfg: Config) -> Config:
     if cfg.model.path_tokens and cfg.data.name not in HGB_DATASETS:
         raise ConfigError("model.path_tokens applies to node-as-sequence models (HGB data sets); "
                           f"{cfg.data.name} runs as one sequence: set it to 0")
+    if cfg.model.label_inputs >= 1.0 and cfg.data.name not in HGB_DATASETS:
+        raise ConfigError(f"model.label_inputs must be < 1 for {cfg.data.name}: its one sequence is "
+                          "trained on the training nodes whose labels a step does not show")
     return cfg
 
 

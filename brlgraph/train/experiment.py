@@ -71,7 +71,8 @@ def model_options(config: Config) -> dict[str, Any]:
     return dict(hidden=m.hidden, layers=m.layers, heads=m.heads, attention=m.attention,
                 window=m.window, reservoir=m.reservoir, dropout=m.dropout,
                 attention_dropout=m.attention_dropout, input_dropout=m.input_dropout,
-                gnn_layers=m.gnn_layers, gnn=m.gnn, logit_norm=m.logit_norm)
+                gnn_layers=m.gnn_layers, gnn=m.gnn, logit_norm=m.logit_norm,
+                label_inputs=m.label_inputs > 0)
 
 
 def featureless_types(config: Config, node_types: list[str], target_type: str | None) -> list[str]:
@@ -89,6 +90,24 @@ def train_weights(config: Config, y_train: torch.Tensor, num_classes: int,
     """Class weights of the training loss (``train.label_balance``; None when 0)."""
     power = config.train.label_balance
     return class_weights(y_train, num_classes, multi_label, power) if power > 0 else None
+
+
+def label_rows(y: torch.Tensor, num_classes: int, multi_label: bool) -> torch.Tensor:
+    """Labels as the model reads them: one-hot (multi-hot for multi-label) float rows [n, C]."""
+    if multi_label:
+        return y.float()
+    return torch.nn.functional.one_hot(y.long(), num_classes).float()
+
+
+def shown_labels(num_nodes: int, nodes: torch.Tensor, rows: torch.Tensor, shown: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """The label table [N, C] of ``model.label_inputs``: ``rows`` [n, C] at global ids
+    ``nodes`` [n] where ``shown`` [n] (default: all) is True, zeros elsewhere."""
+    if shown is not None:
+        nodes, rows = nodes[shown], rows[shown]
+    table = rows.new_zeros(num_nodes, rows.shape[1])
+    table[nodes] = rows
+    return table
 
 
 class NodeSequenceTask:
@@ -116,6 +135,11 @@ class NodeSequenceTask:
                                                         max_hops=s.max_hops, seed=eval_seed(config.seed, d))
                                   for d in range(s.eval_draws)]
                           for split in ("val", "test")}
+        # label inputs: the training targets' global ids and label rows; evaluation shows all
+        self.label_nodes = (self.rows["train"] + offset).to(device)
+        self.label_rows = label_rows(self.y["train"], data.num_classes, self.multi_label)
+        self.eval_labels = (shown_labels(self.graph.num_nodes, self.label_nodes, self.label_rows)
+                            if config.model.label_inputs > 0 else None)
         self.model = BRLFormer.from_data(
             self.graph, num_classes=data.num_classes, max_hops=s.max_hops,
             featureless=featureless_types(config, self.graph.node_types, data.target_type),
@@ -125,20 +149,28 @@ class NodeSequenceTask:
         return math.ceil(len(self.rows["train"]) / self.config.train.batch_size)
 
     def train_batches(self, epoch: int):
+        """(sequences, labels, shown label table or None) per mini-batch of training targets."""
         seqs = self.sampler(epoch if self.config.sequences.resample else 0)
-        order = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(
-            self.config.seed * 100_003 + epoch))
+        gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        order = torch.randperm(len(seqs), generator=gen)
+        p = self.config.model.label_inputs
         for rows in order.split(self.config.train.batch_size):
-            yield seqs[rows], self.y["train"][rows.to(self.device)]
+            table = None
+            if p > 0:  # a fresh random p of the other training nodes shows its label
+                shown = torch.rand(len(seqs), generator=gen) < p
+                shown[rows] = False
+                table = shown_labels(self.graph.num_nodes, self.label_nodes, self.label_rows,
+                                     shown.to(self.device))
+            yield seqs[rows], self.y["train"][rows.to(self.device)], table
 
     def loss(self, batch) -> torch.Tensor:
-        seqs, y = batch
-        return classification_loss(self.model(self.graph, seqs), y, self.multi_label, self.weight)
+        seqs, y, table = batch
+        return classification_loss(self.model(self.graph, seqs, labels=table), y, self.multi_label, self.weight)
 
     @torch.no_grad()
     def logits(self, split: str) -> torch.Tensor:
         self.model.eval()
-        h = self.model.node_states(self.graph)
+        h = self.model.node_states(self.graph, labels=self.eval_labels)
         bs = self.config.train.eval_batch_size
         draws = [torch.cat([self.model(self.graph, seqs[i:i + bs], node_states=h)
                             for i in range(0, len(seqs), bs)])
@@ -173,6 +205,9 @@ class GraphSequenceTask:
                      for split in ("train", "val", "test")}
         self.y = data.y.to(device)
         self.weight = train_weights(config, self.y[self.rows["train"]], data.num_classes)
+        self.label_rows = label_rows(self.y[self.rows["train"]], data.num_classes, False)
+        self.eval_labels = (shown_labels(self.graph.num_nodes, self.rows["train"], self.label_rows)
+                            if config.model.label_inputs > 0 else None)
         self.model = BRLGraphSequenceModel.from_data(
             self.graph, num_classes=data.num_classes, order=config.sequences.order,
             featureless=featureless_types(config, self.graph.node_types, self.graph.node_types[0]),
@@ -182,15 +217,27 @@ class GraphSequenceTask:
         return 1
 
     def train_batches(self, epoch: int):
-        yield self.rows["train"]
+        """(training rows of the loss, shown label table or None): one full batch. With
+        label inputs a random p of the training nodes shows its label and the loss is
+        taken over the others."""
+        train, p = self.rows["train"], self.config.model.label_inputs
+        if p <= 0:
+            yield train, None
+            return
+        gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        shown = (torch.rand(len(train), generator=gen) < p).to(train.device)
+        if bool(shown.all()):  # keep at least one node to learn from
+            shown[0] = False
+        yield train[~shown], shown_labels(self.graph.num_nodes, train, self.label_rows, shown)
 
-    def loss(self, rows) -> torch.Tensor:
-        return classification_loss(self.model(self.graph)[rows], self.y[rows], weight=self.weight)
+    def loss(self, batch) -> torch.Tensor:
+        rows, table = batch
+        return classification_loss(self.model(self.graph, labels=table)[rows], self.y[rows], weight=self.weight)
 
     @torch.no_grad()
     def logits(self, split: str) -> torch.Tensor:
         self.model.eval()
-        return self.model(self.graph)[self.rows[split]]
+        return self.model(self.graph, labels=self.eval_labels)[self.rows[split]]
 
     def evaluate(self, split: str, logits: torch.Tensor | None = None) -> dict[str, float]:
         logits = self.logits(split) if logits is None else logits

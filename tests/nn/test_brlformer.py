@@ -354,3 +354,31 @@ def test_path_tokens_join_the_sequence():
         model(graph, mixed)
     with pytest.raises(ConfigError, match="path_tokens"):
         BRLFormer.from_data(data, path_tokens=-1, **SMALL)
+
+
+@pytest.mark.parametrize("gnn_layers", [0, 2])
+def test_label_inputs_are_added_to_the_node_inputs(gnn_layers):
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    model = BRLFormer.from_data(data, gnn_layers=gnn_layers, gnn="hsage", label_inputs=True, **SMALL).eval()
+    seqs = hop_ordered_sequences(graph, None, 6, node_type="author")
+    labels = torch.zeros(graph.num_nodes, 3)
+    labels[5, 1] = labels[12, 2] = 1.0  # two authors show their labels
+    with torch.no_grad():
+        # the definition: W_y y_v added to the projection, before the GNN
+        h0 = model.encoder(graph) + labels @ model.label_proj.weight.t()
+        expected = h0 if model.gnn is None else model.gnn(h0, graph)
+        torch.testing.assert_close(model.node_states(graph, labels=labels), expected)
+        out = model(graph, seqs, labels=labels)
+        torch.testing.assert_close(model(graph, seqs, node_states=expected), out)
+        hidden = model(graph, seqs, labels=torch.zeros_like(labels))
+    assert (out[5] - hidden[5]).abs().amax() > 1e-5  # author 5 reads its own shown label
+    model.train()
+    model(graph, seqs, labels=labels).sum().backward()
+    assert model.label_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="label_inputs"):
+        model(graph, seqs)
+    with pytest.raises(ConfigError, match=r"\[N, C\]"):
+        model(graph, seqs, labels=labels[:, :2])
+    with pytest.raises(ConfigError, match="label_inputs"):
+        BRLFormer.from_data(data, **SMALL)(graph, seqs, labels=labels)

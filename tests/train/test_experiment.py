@@ -121,10 +121,72 @@ def test_label_balance_weights_the_training_loss_by_the_training_labels(dblp_env
     y = task.y["train"]
     torch.testing.assert_close(task.weight, class_weights(y, int(y.max()) + 1))
     assert task.weight.min() < 0.99 < 1.01 < task.weight.max()  # DBLP's classes are not balanced
-    seqs, target = next(iter(task.train_batches(0)))
+    seqs, target, table = next(iter(task.train_batches(0)))
+    assert table is None  # no label inputs
     task.model.eval()
     logits = task.model(task.graph, seqs)
-    torch.testing.assert_close(task.loss((seqs, target)),
+    torch.testing.assert_close(task.loss((seqs, target, None)),
                                torch.nn.functional.cross_entropy(logits, target, weight=task.weight))
     plain = build_config("DBLP", None, FAST)
     assert build_task(load_dataset(plain), plain).weight is None
+
+
+def test_label_inputs_never_show_the_labels_a_step_learns_from(dblp_env):
+    import torch
+
+    from brlgraph.train.experiment import build_task, load_dataset
+
+    config = build_config("DBLP", None, [*FAST, "model.label_inputs=0.6"])
+    task = build_task(load_dataset(config), config)
+    train, n = task.label_nodes, task.graph.num_nodes
+    onehot = torch.nn.functional.one_hot(task.y["train"], task.model.head.out_features).float()
+    outside = torch.ones(n, dtype=torch.bool)
+    outside[train] = False  # validation, test and other node types
+    batches = list(task.train_batches(0))
+    assert len(batches) == task.steps_per_epoch()
+    for seqs, y, table in batches:
+        targets = seqs.ids[:, 0]
+        assert table[targets].abs().sum() == 0  # the batch's own labels are hidden
+        assert table[outside].abs().sum() == 0  # no validation or test label, ever
+        shown = table[train].sum(1) > 0
+        torch.testing.assert_close(table[train][shown], onehot[shown])
+        others = ~torch.isin(train, targets)
+        assert not (shown & ~others).any()
+        assert 0.5 < shown[others].float().mean() < 0.7  # about p of the other training nodes
+        loss = task.loss((seqs, y, table))
+        assert torch.isfinite(loss)
+    # the draws depend only on (seed, epoch): a resumed run sees the same ones
+    for (_, _, a), (_, _, b) in zip(batches, task.train_batches(0), strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(batches[0][2], next(iter(task.train_batches(1)))[2])
+    # evaluation shows every training label and nothing else
+    torch.testing.assert_close(task.eval_labels[train], onehot)
+    assert task.eval_labels[outside].abs().sum() == 0
+
+
+def test_label_inputs_of_the_one_sequence_task(tmp_path):
+    import torch
+    from torch_geometric.data import Data
+
+    from brlgraph.train.experiment import GraphSequenceTask
+
+    g = torch.Generator().manual_seed(0)
+    n = 80
+    split = torch.randint(0, 3, (n,), generator=g)
+    data = Data(x=torch.randn(n, 6, generator=g), edge_index=torch.randint(0, n, (2, 240), generator=g),
+                y=torch.randint(0, 4, (n,), generator=g), num_classes=4,
+                train_mask=split == 0, val_mask=split == 1, test_mask=split == 2)
+    config = build_config("20News", None, ["model.label_inputs=0.5", "model.hidden=16", "model.heads=2",
+                                           "model.layers=1", "model.reservoir=4", "model.window=4"])
+    task = GraphSequenceTask(data, config)
+    train = task.rows["train"]
+    (rows, table), = task.train_batches(0)
+    shown = table[train].sum(1) > 0
+    assert torch.equal(torch.sort(torch.cat([rows, train[shown]])).values, train)  # loss xor shown
+    assert table[rows].abs().sum() == 0 and table[~data.train_mask].abs().sum() == 0
+    assert 0 < len(rows) < len(train)
+    assert torch.isfinite(task.loss((rows, table)))
+    assert torch.equal(task.eval_labels[train].argmax(1), data.y[train])
+    assert task.logits("val").shape == (int(data.val_mask.sum()), 4)
+    with pytest.raises(ConfigError, match=r"label_inputs.*< 1"):
+        build_config("20News", None, ["model.label_inputs=1.0"])
