@@ -43,6 +43,9 @@ class DataConfig:
     split_seed: int = 0
     #: neighbours per node of the kNN graph (20News)
     knn_k: int = 5
+    #: scaling of every node's feature row: "none", "row" (divide by the sum of
+    #: absolute values) or "l2" (unit Euclidean norm)
+    feature_norm: str = "none"
 
 
 @dataclass
@@ -148,6 +151,7 @@ CHOICES = {
     "sequences.order": ("rcm", "bfs", "identity"),
     "model.gnn": ("gcn", "sage", "gat", "hsage"),
     "model.features": ("all", "target", "none"),
+    "data.feature_norm": ("none", "row", "l2"),
 }
 
 #: keys whose values must lie in a range: key -> (test, what the range is)

@@ -57,13 +57,13 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def load_dataset(config: Config):
-    """The data set of ``config`` with the split of ``config.data.split_seed``."""
-    from brlgraph.data import load_20news, load_hgb
+    """The data set of ``config`` with the split of ``config.data.split_seed`` and the
+    feature scaling of ``config.data.feature_norm``."""
+    from brlgraph.data import load_20news, load_hgb, normalize_features
 
     name, seed = config.data.name, config.data.split_seed
-    if name in HGB_DATASETS:
-        return load_hgb(name, seed=seed)
-    return load_20news(k=config.data.knn_k, seed=seed)
+    data = load_hgb(name, seed=seed) if name in HGB_DATASETS else load_20news(k=config.data.knn_k, seed=seed)
+    return normalize_features(data, config.data.feature_norm)
 
 
 def model_options(config: Config) -> dict[str, Any]:
