@@ -55,6 +55,7 @@ from brlgraph.nn.encoders import (
     LocalGNNEncoder,
     NodeInputEncoder,
     TypePath,
+    count_relations,
     type_pair_means,
     type_path_means,
 )
@@ -166,6 +167,7 @@ class _GraphModel(nn.Module):
         ff_mult: int = 2,
         logit_norm: float = 0.0,
         label_inputs: bool = False,
+        num_relations: int = 1,
     ) -> None:
         super().__init__()
         if logit_norm < 0:
@@ -175,7 +177,8 @@ class _GraphModel(nn.Module):
         if layers < 1:
             raise ConfigError(f"model.layers must be >= 1, got {layers}")
         self.encoder = NodeInputEncoder(in_dims, num_nodes, hidden, input_dropout)
-        self.gnn = (LocalGNNEncoder(hidden, gnn_layers, gnn, dropout=dropout, num_types=len(in_dims))
+        self.gnn = (LocalGNNEncoder(hidden, gnn_layers, gnn, dropout=dropout, num_types=len(in_dims),
+                                    num_relations=num_relations)
                     if gnn_layers else None)
         opts = backend_options(attention, window, reservoir, attention_dropout, attention_options)
         self.blocks = BRLBlocks(
@@ -215,6 +218,8 @@ class _GraphModel(nn.Module):
             num_classes = getattr(data, "num_classes", None)
             if num_classes is None:
                 raise ConfigError("num_classes is unknown: pass num_classes= or set data.num_classes")
+        if hparams.get("gnn") == "rsage" and "num_relations" not in hparams:
+            hparams["num_relations"] = count_relations(graph)
         return cls(in_dims, num_nodes, int(num_classes), **hparams)
 
     def node_states(self, graph: GraphView, ids: Tensor | None = None, labels: Tensor | None = None) -> Tensor:

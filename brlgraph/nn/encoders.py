@@ -4,7 +4,8 @@
   (a learned embedding per node for featureless types) plus a node-type embedding.
 - :class:`LocalGNNEncoder`: a few message-passing layers over the whole graph
   (HINormer's local structure encoder), on the homogeneous view of the graph, or
-  relation-aware (:class:`TypePairSAGEConv`: one weight per node-type pair).
+  relation-aware (:class:`TypePairSAGEConv`: one weight per node-type pair;
+  :class:`RelationSAGEConv`: one weight per edge type).
 
 Both work on a :class:`~brlgraph.sequences.GraphView`, whose global node order is
 type by type, so per-type outputs concatenate into one [N, d] matrix.
@@ -13,6 +14,7 @@ type by type, so per-type outputs concatenate into one [N, d] matrix.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 
 import numpy as np
 import torch
@@ -22,7 +24,7 @@ from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 from brlgraph.errors import ConfigError
 from brlgraph.sequences import GraphView
 
-GNN_KINDS = ("gcn", "sage", "gat", "hsage")
+GNN_KINDS = ("gcn", "sage", "gat", "hsage", "rsage")
 #: features with fewer non-zeros than this fraction are multiplied as sparse matrices
 SPARSE_DENSITY = 0.1
 
@@ -145,18 +147,68 @@ class TypePairSAGEConv(nn.Module):
         ``slices[t]`` and ``blocks[t][s]`` [N_t, N_s] is the row-normalised adjacency from
         type t to its neighbours of type s (``None`` where there are no such edges)."""
         blocks, slices = adjacency
-        out = self.root(h)
-        parts = []
-        for t, rows in enumerate(slices):
-            acc = out[rows]
-            for s, cols in enumerate(slices):
-                if blocks[t][s] is not None:
-                    acc = acc + torch.sparse.mm(blocks[t][s], h[cols]) @ self.rel[t, s]
-            parts.append(acc)
-        return torch.cat(parts)
+        terms = [(t, s, block, self.rel[t, s]) for t, row in enumerate(blocks)
+                 for s, block in enumerate(row) if block is not None]
+        return _relation_sum(self.root(h), h, terms, slices)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.hidden}, num_types={self.num_types})"
+
+
+class RelationSAGEConv(nn.Module):
+    r"""Relation-aware mean aggregation with one weight per edge type.
+
+    .. math::
+        h'_v = W_0 h_v + b + \sum_{r:\, \mathrm{dst}(r) = t(v)} W_r\,
+               \frac{1}{|N_r(v)|} \sum_{u \in N_r(v)} h_u
+
+    where :math:`N_r(v)` are the nodes with an edge of type r into v (an empty sum
+    is 0). Unlike :class:`TypePairSAGEConv` it tells apart two edge types between
+    the same node types (ACM's paper-cite-paper and paper-ref-paper) and follows
+    each edge type in its own direction. Choices: an edge type with no other edge type
+    going back between its node types (``src``/``dst`` swapped) also gets its reverse as
+    a relation of its own, so every edge is followed both ways, as in the other
+    encoders (HGB lists every reverse; ACM's cite and ref are each other's); self-loops
+    are dropped, as in :class:`~brlgraph.sequences.GraphView`. A graph without edge
+    types (homogeneous, or a hand-built view) has one relation per pair of node types,
+    and this is :class:`TypePairSAGEConv`.
+
+    :func:`relation_means` builds the row-normalised blocks; ``num_relations`` must be
+    their number for the graphs the layer sees (:func:`count_relations`).
+    """
+
+    def __init__(self, hidden: int, num_relations: int) -> None:
+        super().__init__()
+        self.hidden, self.num_relations = hidden, num_relations
+        self.root = nn.Linear(hidden, hidden)
+        self.rel = nn.Parameter(torch.empty(num_relations, hidden, hidden))
+        self.reset_parameters()
+
+    reset_parameters = TypePairSAGEConv.reset_parameters
+
+    def forward(self, h: Tensor, adjacency: tuple[list[tuple[int, int, Tensor]], list[slice]]) -> Tensor:
+        """h [N, d] -> [N, d]. ``adjacency`` = (relations, slices): relation r is
+        (t, s, block), ``block`` [N_t, N_s] the row-normalised edges of type r from
+        nodes of type s into nodes of type t."""
+        relations, slices = adjacency
+        if len(relations) != self.num_relations:
+            raise ConfigError(f"the layer was built for {self.num_relations} relations, "
+                              f"the graph has {len(relations)}")
+        terms = [(t, s, block, self.rel[r]) for r, (t, s, block) in enumerate(relations)]
+        return _relation_sum(self.root(h), h, terms, slices)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.hidden}, num_relations={self.num_relations})"
+
+
+def _relation_sum(out: Tensor, h: Tensor, terms: list[tuple[int, int, Tensor, Tensor]],
+                  slices: list[slice]) -> Tensor:
+    """``out`` plus ``block @ h[slices[s]] @ W`` added to the rows of type t, for each
+    term (t, s, block, W), in order."""
+    parts = [out[rows] for rows in slices]
+    for t, s, block, weight in terms:
+        parts[t] = parts[t] + torch.sparse.mm(block, h[slices[s]]) @ weight
+    return torch.cat(parts)
 
 
 class LocalGNNEncoder(nn.Module):
@@ -169,20 +221,22 @@ class LocalGNNEncoder(nn.Module):
     GCN and SAGE run as sparse products with an adjacency built once per graph
     (GCN: :math:`\hat A = D^{-1/2}(A + I)D^{-1/2}`, the same as ``GCNConv`` with its
     default normalisation; SAGE: mean over neighbours), GAT over ``edge_index``,
-    ``hsage`` (:class:`TypePairSAGEConv`) over one mean operator per pair of node types.
+    ``hsage`` (:class:`TypePairSAGEConv`) over one mean operator per pair of node types,
+    ``rsage`` (:class:`RelationSAGEConv`) over one per edge type.
 
     Args:
         hidden: d (input and output size).
         num_layers: L (0 = identity).
-        kind: ``"gcn"``, ``"sage"``, ``"gat"`` (torch-geometric layers) or ``"hsage"``.
+        kind: ``"gcn"``, ``"sage"``, ``"gat"`` (torch-geometric layers), ``"hsage"`` or ``"rsage"``.
         heads: attention heads of GAT (``hidden`` must be divisible by them).
         dropout: dropout on each layer's output.
         num_types: node types of the graphs it will see (``hsage`` only).
+        num_relations: relations of the graphs it will see (``rsage`` only; :func:`count_relations`).
     """
 
     def __init__(
         self, hidden: int, num_layers: int = 2, kind: str = "gcn", heads: int = 4, dropout: float = 0.0,
-        num_types: int = 1,
+        num_types: int = 1, num_relations: int = 1,
     ) -> None:
         super().__init__()
         if kind not in GNN_KINDS:
@@ -197,6 +251,8 @@ class LocalGNNEncoder(nn.Module):
                 return SAGEConv(hidden, hidden)
             if kind == "hsage":
                 return TypePairSAGEConv(hidden, num_types)
+            if kind == "rsage":
+                return RelationSAGEConv(hidden, num_relations)
             return GATConv(hidden, hidden // heads, heads=heads)
 
         self.kind = kind
@@ -215,6 +271,8 @@ class LocalGNNEncoder(nn.Module):
             adj = graph.edge_index
         elif self.kind == "hsage":
             adj = type_pair_means(graph, device)
+        elif self.kind == "rsage":
+            adj = relation_means(graph, device)
         else:
             indptr = torch.from_numpy(graph.indptr)
             indices = torch.from_numpy(graph.indices)
@@ -298,23 +356,63 @@ def type_pair_means(graph: GraphView, device: torch.device) -> tuple[list[list[T
     n = graph.num_nodes
     adj = sp.csr_matrix((np.ones(graph.indices.shape[0], np.float32), graph.indices, graph.indptr),
                         shape=(n, n))
-    slices = [slice(graph.offsets[t], graph.offsets[t] + graph.num_nodes_dict[t]) for t in graph.node_types]
-    blocks: list[list[Tensor | None]] = []
-    for rows in slices:
-        row_blocks: list[Tensor | None] = []
-        for cols in slices:
-            sub = adj[rows, cols].tocsr()
-            if sub.nnz == 0:
-                row_blocks.append(None)
-                continue
-            deg = np.asarray(sub.sum(axis=1)).ravel()
-            sub = sp.diags(1.0 / np.maximum(deg, 1.0)).astype(np.float32) @ sub
-            sub = sub.tocsr()
-            sub.sort_indices()
-            with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                warnings.simplefilter("ignore", UserWarning)
-                row_blocks.append(torch.sparse_csr_tensor(
-                    torch.from_numpy(sub.indptr.astype(np.int64)), torch.from_numpy(sub.indices.astype(np.int64)),
-                    torch.from_numpy(sub.data.astype(np.float32)), sub.shape, device=device))
-        blocks.append(row_blocks)
+    slices = _type_slices(graph)
+    blocks = [[_mean_block(adj[rows, cols], device) for cols in slices] for rows in slices]
     return blocks, slices
+
+
+def relation_means(graph: GraphView, device: torch.device) -> tuple[list[tuple[int, int, Tensor]], list[slice]]:
+    """The relations of :class:`RelationSAGEConv`: (t, s, row-normalised block [N_t, N_s])
+    per edge type (edges s -> t), plus the reverse of each edge type with no other edge
+    type going back between its node types; one per non-empty pair of node types when
+    the view has no edge types. Self-loops are dropped."""
+    import scipy.sparse as sp
+
+    slices = _type_slices(graph)
+    if not graph.relations:
+        blocks, _ = type_pair_means(graph, device)
+        return [(t, s, b) for t, row in enumerate(blocks) for s, b in enumerate(row) if b is not None], slices
+    pairs = Counter((r.src_type, r.dst_type) for r in graph.relations)
+    relations: list[tuple[int, int, Tensor]] = []
+
+    def add(t: int, s: int, dst: np.ndarray, src: np.ndarray) -> None:
+        keep = dst != src
+        rows, cols = dst[keep] - slices[t].start, src[keep] - slices[s].start
+        shape = (slices[t].stop - slices[t].start, slices[s].stop - slices[s].start)
+        a = sp.csr_matrix((np.ones(rows.shape[0], np.float32), (rows, cols)), shape=shape)
+        a.data[:] = 1.0  # repeated edges count once
+        block = _mean_block(a, device)
+        if block is not None:
+            relations.append((t, s, block))
+
+    for r in graph.relations:
+        add(r.dst_type, r.src_type, r.dst, r.src)
+        if pairs[(r.dst_type, r.src_type)] == (r.src_type == r.dst_type):  # no other edge type back
+            add(r.src_type, r.dst_type, r.src, r.dst)
+    return relations, slices
+
+
+def count_relations(graph: GraphView) -> int:
+    """How many relations :func:`relation_means` finds in ``graph`` (sizes :class:`RelationSAGEConv`)."""
+    return len(relation_means(graph, torch.device("cpu"))[0])
+
+
+def _type_slices(graph: GraphView) -> list[slice]:
+    return [slice(graph.offsets[t], graph.offsets[t] + graph.num_nodes_dict[t]) for t in graph.node_types]
+
+
+def _mean_block(sub, device: torch.device) -> Tensor | None:
+    """A scipy sparse block as a row-normalised torch CSR tensor (``None`` when empty)."""
+    import scipy.sparse as sp
+
+    sub = sub.tocsr()
+    if sub.nnz == 0:
+        return None
+    deg = np.asarray(sub.sum(axis=1)).ravel()
+    sub = (sp.diags(1.0 / np.maximum(deg, 1.0)).astype(np.float32) @ sub).tocsr()
+    sub.sort_indices()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(sub.indptr.astype(np.int64)), torch.from_numpy(sub.indices.astype(np.int64)),
+            torch.from_numpy(sub.data.astype(np.float32)), sub.shape, device=device)

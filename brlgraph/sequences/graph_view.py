@@ -8,7 +8,9 @@ has the global index ``offsets[t] + i``. It keeps
   edge is followed both ways), without self-loops or duplicate edges (numpy int64);
 - ``node_type`` [N]: the type index of every node (LongTensor);
 - ``x_dict``: the features of every node type (``None`` for featureless types);
-- ``edge_index`` [2, E]: the same symmetric adjacency as a LongTensor, for GNN layers.
+- ``edge_index`` [2, E]: the same symmetric adjacency as a LongTensor, for GNN layers;
+- ``relations``: the directed edges of each edge type of a ``HeteroData`` as given
+  (global ids), for relation-aware layers that tell edge types apart.
 
 A homogeneous ``Data`` becomes a view with a single node type named ``"node"``.
 """
@@ -27,6 +29,17 @@ from brlgraph.errors import DataError
 HOMOGENEOUS_TYPE = "node"
 
 
+@dataclass(eq=False)
+class Relation:
+    """The edges of one edge type, directed as given: ``src[i] -> dst[i]`` (global ids)."""
+
+    edge_type: tuple[str, str, str]
+    src_type: int
+    dst_type: int
+    src: np.ndarray
+    dst: np.ndarray
+
+
 @dataclass(eq=False)  # holds arrays: compare by identity
 class GraphView:
     """All nodes of a graph in one global order with a symmetric CSR adjacency.
@@ -40,6 +53,8 @@ class GraphView:
         offsets: type name -> global index of the type's first node.
         num_nodes_dict: type name -> number of nodes of that type.
         x_dict: type name -> float features [N_t, F_t], or ``None`` when featureless.
+        relations: one :class:`Relation` per edge type of a ``HeteroData``, in its
+            order (empty for a homogeneous graph).
     """
 
     num_nodes: int
@@ -50,6 +65,7 @@ class GraphView:
     offsets: dict[str, int]
     num_nodes_dict: dict[str, int]
     x_dict: dict[str, Tensor | None] = field(default_factory=dict)
+    relations: list[Relation] = field(default_factory=list)
     _edge_index: Tensor | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ builders
@@ -85,18 +101,20 @@ class GraphView:
             offsets[t], num_nodes_dict[t] = total, int(n_t)
             x_dict[t] = getattr(data[t], "x", None)
             total += int(n_t)
-        rows, cols = [], []
-        for src, _, dst in data.edge_types:
-            ei = data[src, _, dst].edge_index
+        rows, cols, relations = [], [], []
+        for src, rel, dst in data.edge_types:
+            ei = data[src, rel, dst].edge_index
             rows.append(ei[0].numpy() + offsets[src])
             cols.append(ei[1].numpy() + offsets[dst])
+            relations.append(Relation((src, rel, dst), node_types.index(src), node_types.index(dst),
+                                      rows[-1].astype(np.int64), cols[-1].astype(np.int64)))
         row = np.concatenate(rows) if rows else np.empty(0, np.int64)
         col = np.concatenate(cols) if cols else np.empty(0, np.int64)
         indptr, indices = _symmetric_csr(row, col, total)
         node_type = torch.cat(
             [torch.full((num_nodes_dict[t],), i, dtype=torch.long) for i, t in enumerate(node_types)]
         )
-        return cls(total, indptr, indices, node_type, node_types, offsets, num_nodes_dict, x_dict)
+        return cls(total, indptr, indices, node_type, node_types, offsets, num_nodes_dict, x_dict, relations)
 
     @classmethod
     def from_edge_index(cls, edge_index: Tensor, num_nodes: int, x: Tensor | None = None) -> GraphView:

@@ -79,7 +79,8 @@ class ModelConfig:
     reservoir: int = 16
     #: GNN pre-encoder layers over the whole graph (0 = none)
     gnn_layers: int = 2
-    #: kind of GNN pre-encoder: gcn, sage, gat, hsage (SAGE with a weight per node-type pair)
+    #: kind of GNN pre-encoder: gcn, sage, gat, hsage (SAGE with a weight per node-type
+    #: pair), rsage (SAGE with a weight per edge type, each followed in its own direction)
     gnn: str = "gcn"
     #: dropout applied to raw input features
     input_dropout: float = 0.0
@@ -149,7 +150,7 @@ CHOICES = {
     "train.schedule": ("constant", "cosine"),
     "train.monitor": ("val_micro_f1", "val_macro_f1", "val_accuracy", "val_loss"),
     "sequences.order": ("rcm", "bfs", "identity"),
-    "model.gnn": ("gcn", "sage", "gat", "hsage"),
+    "model.gnn": ("gcn", "sage", "gat", "hsage", "rsage"),
     "model.features": ("all", "target", "none"),
     "data.feature_norm": ("none", "row", "l2"),
 }
