@@ -66,15 +66,28 @@ def bfs_order(graph: GraphView, start: int | None = None) -> Tensor:
     return torch.from_numpy(order.astype(np.int64))
 
 
-def node_order(graph: GraphView, kind: str = "rcm") -> Tensor:
-    """The permutation of ``kind`` in :data:`NODE_ORDERS` (``"identity"``: 0..N-1)."""
-    if kind == "rcm":
-        return rcm_order(graph)
-    if kind == "bfs":
-        return bfs_order(graph)
+def node_order(graph: GraphView, kind: str = "rcm", seed: int | None = None) -> Tensor:
+    """The permutation of ``kind`` in :data:`NODE_ORDERS` (``"identity"``: 0..N-1).
+
+    With ``seed``, ``rcm`` and ``bfs`` run on the graph with its nodes relabelled by a
+    random permutation drawn from ``seed``: the same kind of order, with its ties (start
+    nodes, neighbours of equal degree) broken at random. Another seed gives another
+    locality-preserving order, for training on several orders and averaging over them.
+    ``identity`` ignores the seed.
+    """
+    if kind not in NODE_ORDERS:
+        raise ConfigError(f"unknown node order {kind!r}; choose one of {NODE_ORDERS}")
     if kind == "identity":
         return torch.arange(graph.num_nodes)
-    raise ConfigError(f"unknown node order {kind!r}; choose one of {NODE_ORDERS}")
+    if seed is None:
+        return rcm_order(graph) if kind == "rcm" else bfs_order(graph)
+    perm = np.random.default_rng(seed).permutation(graph.num_nodes)
+    adj = _adjacency(graph)[perm][:, perm].tocsr()
+    adj.sort_indices()
+    relabelled = GraphView.from_edge_index(torch.from_numpy(np.stack(adj.nonzero()).astype(np.int64)),
+                                           graph.num_nodes)
+    order = rcm_order(relabelled) if kind == "rcm" else bfs_order(relabelled)
+    return torch.from_numpy(perm)[order]
 
 
 def inverse_permutation(order: Tensor) -> Tensor:

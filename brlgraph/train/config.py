@@ -54,10 +54,12 @@ class SequenceConfig:
     length: int = 50
     #: deepest hop sampled for the context
     max_hops: int = 3
-    #: draw fresh context nodes at every epoch (train sequences only)
+    #: draw fresh context nodes at every epoch (train sequences only); one-sequence
+    #: data sets (20News): a fresh node order every epoch (``order``'s ties broken at random)
     resample: bool = True
     #: evaluation averages the logits of this many independently drawn sequences
-    #: per target (test-time ensembling over the sampled context; 1 = one draw)
+    #: per target (test-time ensembling over the sampled context; 1 = one draw);
+    #: one-sequence data sets: over this many node orders (the first is ``order``'s own)
     eval_draws: int = 1
     #: node order of the graph-as-one-sequence mode ("rcm" or "bfs")
     order: str = "rcm"

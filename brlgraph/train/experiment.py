@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from brlgraph.io import atomic_write
-from brlgraph.sequences import GraphView, HopSequenceSampler, hop_ordered_sequences
+from brlgraph.sequences import GraphView, HopSequenceSampler, hop_ordered_sequences, node_order
 from brlgraph.train.config import HGB_DATASETS, Config, validate
 from brlgraph.train.loop import fit
 from brlgraph.train.metrics import (
@@ -208,6 +208,7 @@ class GraphSequenceTask:
         self.label_rows = label_rows(self.y[self.rows["train"]], data.num_classes, False)
         self.eval_labels = (shown_labels(self.graph.num_nodes, self.rows["train"], self.label_rows)
                             if config.model.label_inputs > 0 else None)
+        self._eval_orders: list[torch.Tensor | None] | None = None
         self.model = BRLGraphSequenceModel.from_data(
             self.graph, num_classes=data.num_classes, order=config.sequences.order,
             featureless=featureless_types(config, self.graph.node_types, self.graph.node_types[0]),
@@ -216,28 +217,43 @@ class GraphSequenceTask:
     def steps_per_epoch(self) -> int:
         return 1
 
+    def order(self, seed: int | None):
+        """The node order of a forward pass: the model's own (``seed`` None) or the same
+        kind of order with its ties broken at random from ``seed``."""
+        return None if seed is None else node_order(self.graph, self.config.sequences.order, seed=seed)
+
     def train_batches(self, epoch: int):
-        """(training rows of the loss, shown label table or None): one full batch. With
-        label inputs a random p of the training nodes shows its label and the loss is
-        taken over the others."""
+        """(training rows of the loss, shown label table or None, node order or None):
+        one full batch. With ``sequences.resample`` every epoch runs on a fresh node
+        order; with label inputs a random p of the training nodes shows its label and
+        the loss is taken over the others."""
         train, p = self.rows["train"], self.config.model.label_inputs
+        order = self.order(self.config.seed * 100_003 + epoch) if self.config.sequences.resample else None
         if p <= 0:
-            yield train, None
+            yield train, None, order
             return
         gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         shown = (torch.rand(len(train), generator=gen) < p).to(train.device)
         if bool(shown.all()):  # keep at least one node to learn from
             shown[0] = False
-        yield train[~shown], shown_labels(self.graph.num_nodes, train, self.label_rows, shown)
+        yield train[~shown], shown_labels(self.graph.num_nodes, train, self.label_rows, shown), order
 
     def loss(self, batch) -> torch.Tensor:
-        rows, table = batch
-        return classification_loss(self.model(self.graph, labels=table)[rows], self.y[rows], weight=self.weight)
+        rows, table, order = batch
+        logits = self.model(self.graph, order=order, labels=table)[rows]
+        return classification_loss(logits, self.y[rows], weight=self.weight)
 
     @torch.no_grad()
     def logits(self, split: str) -> torch.Tensor:
+        """Logits of ``split``, averaged over ``sequences.eval_draws`` node orders (draw 0:
+        the model's own order)."""
         self.model.eval()
-        return self.model(self.graph, labels=self.eval_labels)[self.rows[split]]
+        if self._eval_orders is None:
+            self._eval_orders = [self.order(None if d == 0 else eval_seed(self.config.seed, d))
+                                 for d in range(self.config.sequences.eval_draws)]
+        draws = [self.model(self.graph, order=order, labels=self.eval_labels)[self.rows[split]]
+                 for order in self._eval_orders]
+        return torch.stack(draws).mean(0)
 
     def evaluate(self, split: str, logits: torch.Tensor | None = None) -> dict[str, float]:
         logits = self.logits(split) if logits is None else logits

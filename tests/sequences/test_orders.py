@@ -75,3 +75,16 @@ def test_sequences_layer_imports_nothing_after_it():
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("kind", ["rcm", "bfs"])
+def test_seeded_orders_break_ties_at_random(kind):
+    graph = shuffled_grid(20)
+    plain = node_order(graph, kind)
+    a, b = node_order(graph, kind, seed=1), node_order(graph, kind, seed=2)
+    for order in (a, b):
+        assert torch.equal(order.sort().values, torch.arange(400))  # a permutation
+        assert bandwidth(graph, order) <= 45  # still local (a grid of side 20: 20 at best)
+    assert torch.equal(a, node_order(graph, kind, seed=1))
+    assert not torch.equal(a, b) and not torch.equal(a, plain)
+    assert torch.equal(node_order(graph, "identity", seed=3), torch.arange(400))

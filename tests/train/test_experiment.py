@@ -180,13 +180,42 @@ def test_label_inputs_of_the_one_sequence_task(tmp_path):
                                            "model.layers=1", "model.reservoir=4", "model.window=4"])
     task = GraphSequenceTask(data, config)
     train = task.rows["train"]
-    (rows, table), = task.train_batches(0)
+    (rows, table, order), = task.train_batches(0)
+    assert order is None  # the shipped 20News config keeps its one order
     shown = table[train].sum(1) > 0
     assert torch.equal(torch.sort(torch.cat([rows, train[shown]])).values, train)  # loss xor shown
     assert table[rows].abs().sum() == 0 and table[~data.train_mask].abs().sum() == 0
     assert 0 < len(rows) < len(train)
-    assert torch.isfinite(task.loss((rows, table)))
+    assert torch.isfinite(task.loss((rows, table, order)))
     assert torch.equal(task.eval_labels[train].argmax(1), data.y[train])
     assert task.logits("val").shape == (int(data.val_mask.sum()), 4)
     with pytest.raises(ConfigError, match=r"label_inputs.*< 1"):
         build_config("20News", None, ["model.label_inputs=1.0"])
+
+
+def test_one_sequence_task_resamples_and_averages_node_orders():
+    import torch
+    from torch_geometric.data import Data
+
+    from brlgraph.sequences import node_order
+    from brlgraph.train.experiment import GraphSequenceTask, eval_seed
+
+    g = torch.Generator().manual_seed(1)
+    n = 70
+    split = torch.randint(0, 3, (n,), generator=g)
+    data = Data(x=torch.randn(n, 5, generator=g), edge_index=torch.randint(0, n, (2, 200), generator=g),
+                y=torch.randint(0, 3, (n,), generator=g), num_classes=3,
+                train_mask=split == 0, val_mask=split == 1, test_mask=split == 2)
+    config = build_config("20News", None, ["sequences.resample=true", "sequences.eval_draws=3", "model.hidden=16",
+                                           "model.heads=2", "model.reservoir=4", "model.window=2", "seed=4"])
+    task = GraphSequenceTask(data, config)
+    (_, _, first), = task.train_batches(0)
+    (_, _, again), = task.train_batches(0)
+    (_, _, later), = task.train_batches(1)
+    assert torch.equal(first, again) and not torch.equal(first, later)  # per (seed, epoch): resumable
+    assert torch.equal(first, node_order(task.graph, "rcm", seed=4 * 100_003))
+    model = task.model.eval()
+    with torch.no_grad():
+        orders = [None, *(node_order(task.graph, "rcm", seed=eval_seed(4, d)) for d in (1, 2))]
+        expected = torch.stack([model(task.graph, order=o)[task.rows["val"]] for o in orders]).mean(0)
+    torch.testing.assert_close(task.logits("val"), expected)
