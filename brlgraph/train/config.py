@@ -63,6 +63,9 @@ class SequenceConfig:
     eval_draws: int = 1
     #: node order of the graph-as-one-sequence mode ("rcm" or "bfs")
     order: str = "rcm"
+    #: node types left out of the context sequences, comma-separated (e.g. "term"):
+    #: sequences and hop distances go around them; the GNN pre-encoder still sees them
+    exclude_types: str = ""
 
 
 @dataclass
@@ -324,6 +327,9 @@ def validate(cfg: Config) -> Config:
     if cfg.model.path_tokens and cfg.data.name not in HGB_DATASETS:
         raise ConfigError("model.path_tokens applies to node-as-sequence models (HGB data sets); "
                           f"{cfg.data.name} runs as one sequence: set it to 0")
+    if cfg.sequences.exclude_types and cfg.data.name not in HGB_DATASETS:
+        raise ConfigError("sequences.exclude_types applies to node-as-sequence models (HGB data sets); "
+                          f"{cfg.data.name} runs as one sequence: leave it empty")
     if cfg.model.label_inputs >= 1.0 and cfg.data.name not in HGB_DATASETS:
         raise ConfigError(f"model.label_inputs must be < 1 for {cfg.data.name}: its one sequence is "
                           "trained on the training nodes whose labels a step does not show")

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from brlgraph.errors import ConfigError, DataError
 from brlgraph.io import atomic_write
 from brlgraph.sequences import GraphView, HopSequenceSampler, hop_ordered_sequences, node_order
 from brlgraph.train.config import HGB_DATASETS, Config, validate
@@ -124,14 +125,21 @@ class NodeSequenceTask:
         self.type_id = list(data.node_types).index(data.target_type)
         offset = self.graph.offsets[data.target_type]
         s = config.sequences
+        skipped = [t.strip() for t in s.exclude_types.split(",") if t.strip()]
+        if data.target_type in skipped:
+            raise ConfigError(f"sequences.exclude_types names the target type {data.target_type!r}")
+        try:  # the sequences go around these types; the model still sees the whole graph
+            seq_graph = self.graph.without_edges_of(skipped) if skipped else self.graph
+        except DataError as err:
+            raise ConfigError(f"sequences.exclude_types: {err}") from None
         self.rows = {split: target[f"{split}_mask"].nonzero().view(-1)
                      for split in ("train", "val", "test")}
         self.y = {split: target.y[rows].to(device) for split, rows in self.rows.items()}
         self.weight = train_weights(config, self.y["train"], data.num_classes, self.multi_label)
-        self.sampler = HopSequenceSampler(self.graph, self.rows["train"] + offset, s.length,
+        self.sampler = HopSequenceSampler(seq_graph, self.rows["train"] + offset, s.length,
                                           max_hops=s.max_hops, seed=config.seed)
         # draw d of the evaluation sequences uses seed (seed, d); draw 0 is the single-draw default
-        self.eval_seqs = {split: [hop_ordered_sequences(self.graph, self.rows[split] + offset, s.length,
+        self.eval_seqs = {split: [hop_ordered_sequences(seq_graph, self.rows[split] + offset, s.length,
                                                         max_hops=s.max_hops, seed=eval_seed(config.seed, d))
                                   for d in range(s.eval_draws)]
                           for split in ("val", "test")}

@@ -171,3 +171,26 @@ def test_threads_give_the_same_result():
     one = hop_ordered_sequences(graph, None, 20, seed=2, chunk_size=64, num_workers=1)
     two = hop_ordered_sequences(graph, None, 20, seed=2, chunk_size=64, num_workers=2)
     assert torch.equal(one.ids, two.ids) and torch.equal(one.hops, two.hops)
+
+
+def test_sequences_can_go_around_a_node_type():
+    data = HeteroData()
+    data["author"].x = torch.randn(3, 4)
+    data["paper"].x = torch.randn(4, 5)
+    data["venue"].num_nodes = 2
+    data["author", "writes", "paper"].edge_index = torch.tensor([[0, 1, 1, 2], [0, 0, 1, 3]])
+    data["paper", "in", "venue"].edge_index = torch.tensor([[0, 1, 2, 3], [0, 0, 1, 1]])
+    graph = GraphView.from_data(data)
+    view = graph.without_edges_of(["venue"])
+    assert view.num_nodes == graph.num_nodes and view.offsets == graph.offsets
+    assert view.node_type is graph.node_type and view.x_dict is graph.x_dict
+    kept = {(u, v) for u, v in graph.edge_index.t().tolist() if u < 7 and v < 7}  # venues are 7, 8
+    assert {tuple(e) for e in view.edge_index.t().tolist()} == kept and view.num_edges == len(kept)
+    assert [r.edge_type for r in view.relations] == [("author", "writes", "paper")]
+    seqs = hop_ordered_sequences(view, None, 9, node_type="author")
+    assert not (seqs.node_types == 2).any()  # no venue in any context
+    check_against_bfs(view, hop_ordered_sequences(view, None, 9), 4)
+    # author 2 -> paper 3; paper 3's other neighbour was a venue: the sequence ends there
+    assert seqs.ids[2][seqs.mask[2]].tolist() == [2, 6]
+    with pytest.raises(Exception, match="unknown node types"):
+        graph.without_edges_of(["term"])

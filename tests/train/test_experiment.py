@@ -219,3 +219,25 @@ def test_one_sequence_task_resamples_and_averages_node_orders():
         orders = [None, *(node_order(task.graph, "rcm", seed=eval_seed(4, d)) for d in (1, 2))]
         expected = torch.stack([model(task.graph, order=o)[task.rows["val"]] for o in orders]).mean(0)
     torch.testing.assert_close(task.logits("val"), expected)
+
+
+def test_exclude_types_keeps_a_node_type_out_of_the_contexts(dblp_env):
+    import torch
+
+    from brlgraph.train.experiment import build_task, load_dataset
+
+    config = build_config("DBLP", None, [*FAST, "sequences.exclude_types=term, venue"])
+    task = build_task(load_dataset(config), config)
+    skipped = [task.graph.node_types.index(t) for t in ("term", "venue")]
+    seqs = [task.sampler(0), *task.eval_seqs["val"], *task.eval_seqs["test"]]
+    for s in seqs:
+        assert not torch.isin(s.node_types[s.mask], torch.tensor(skipped)).any()
+        assert (s.hops.max() >= 2)  # author - paper - author paths remain
+    assert task.model.gnn is not None and task.graph.num_edges > task.sampler.graph.num_edges  # the GNN sees all
+    for bad, message in [("sequences.exclude_types=tag", r"exclude_types.*unknown node types \['tag'\]"),
+                         ("sequences.exclude_types=author", r"exclude_types names the target type 'author'")]:
+        cfg = build_config("DBLP", None, [*FAST, bad])
+        with pytest.raises(ConfigError, match=message):
+            build_task(load_dataset(cfg), cfg)
+    with pytest.raises(ConfigError, match=r"exclude_types.*20News"):
+        build_config("20News", None, ["sequences.exclude_types=term"])
