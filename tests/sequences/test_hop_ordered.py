@@ -125,14 +125,18 @@ def test_rows_and_errors():
         hop_ordered_sequences(graph, torch.tensor([20]), 4)
 
 
-def test_heterogeneous_mapping():
+def _authors_papers_venues() -> HeteroData:
     data = HeteroData()
     data["author"].x = torch.randn(3, 4)
     data["paper"].x = torch.randn(4, 5)
     data["venue"].num_nodes = 2
     data["author", "writes", "paper"].edge_index = torch.tensor([[0, 1, 1, 2], [0, 0, 1, 3]])
     data["paper", "in", "venue"].edge_index = torch.tensor([[0, 1, 2, 3], [0, 0, 1, 1]])
-    graph = GraphView.from_data(data)
+    return data
+
+
+def test_heterogeneous_mapping():
+    graph = GraphView.from_data(_authors_papers_venues())
     assert graph.num_nodes == 9 and graph.node_types == ["author", "paper", "venue"]
     assert graph.offsets == {"author": 0, "paper": 3, "venue": 7}
     assert graph.node_type.tolist() == [0, 0, 0, 1, 1, 1, 1, 2, 2]
@@ -174,13 +178,7 @@ def test_threads_give_the_same_result():
 
 
 def test_sequences_can_go_around_a_node_type():
-    data = HeteroData()
-    data["author"].x = torch.randn(3, 4)
-    data["paper"].x = torch.randn(4, 5)
-    data["venue"].num_nodes = 2
-    data["author", "writes", "paper"].edge_index = torch.tensor([[0, 1, 1, 2], [0, 0, 1, 3]])
-    data["paper", "in", "venue"].edge_index = torch.tensor([[0, 1, 2, 3], [0, 0, 1, 1]])
-    graph = GraphView.from_data(data)
+    graph = GraphView.from_data(_authors_papers_venues())
     view = graph.without_edges_of(["venue"])
     assert view.num_nodes == graph.num_nodes and view.offsets == graph.offsets
     assert view.node_type is graph.node_type and view.x_dict is graph.x_dict

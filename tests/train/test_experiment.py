@@ -164,18 +164,25 @@ def test_label_inputs_never_show_the_labels_a_step_learns_from(dblp_env):
     assert task.eval_labels[outside].abs().sum() == 0
 
 
-def test_label_inputs_of_the_one_sequence_task(tmp_path):
+def _random_split_graph(n: int, num_classes: int, seed: int):
+    """A small random homogeneous graph with a random train/val/test split (one-sequence tasks)."""
     import torch
     from torch_geometric.data import Data
 
+    g = torch.Generator().manual_seed(seed)
+    split = torch.randint(0, 3, (n,), generator=g)
+    return Data(x=torch.randn(n, 6, generator=g), edge_index=torch.randint(0, n, (2, 3 * n), generator=g),
+                y=torch.randint(0, num_classes, (n,), generator=g), num_classes=num_classes,
+                train_mask=split == 0, val_mask=split == 1, test_mask=split == 2)
+
+
+def test_label_inputs_of_the_one_sequence_task(tmp_path):
+    import torch
+
     from brlgraph.train.experiment import GraphSequenceTask
 
-    g = torch.Generator().manual_seed(0)
     n = 80
-    split = torch.randint(0, 3, (n,), generator=g)
-    data = Data(x=torch.randn(n, 6, generator=g), edge_index=torch.randint(0, n, (2, 240), generator=g),
-                y=torch.randint(0, 4, (n,), generator=g), num_classes=4,
-                train_mask=split == 0, val_mask=split == 1, test_mask=split == 2)
+    data = _random_split_graph(n, num_classes=4, seed=0)
     config = build_config("20News", None, ["model.label_inputs=0.5", "model.hidden=16", "model.heads=2",
                                            "model.layers=1", "model.reservoir=4", "model.window=4"])
     task = GraphSequenceTask(data, config)
@@ -195,17 +202,11 @@ def test_label_inputs_of_the_one_sequence_task(tmp_path):
 
 def test_one_sequence_task_resamples_and_averages_node_orders():
     import torch
-    from torch_geometric.data import Data
 
     from brlgraph.sequences import node_order
     from brlgraph.train.experiment import GraphSequenceTask, eval_seed
 
-    g = torch.Generator().manual_seed(1)
-    n = 70
-    split = torch.randint(0, 3, (n,), generator=g)
-    data = Data(x=torch.randn(n, 5, generator=g), edge_index=torch.randint(0, n, (2, 200), generator=g),
-                y=torch.randint(0, 3, (n,), generator=g), num_classes=3,
-                train_mask=split == 0, val_mask=split == 1, test_mask=split == 2)
+    data = _random_split_graph(70, num_classes=3, seed=1)
     config = build_config("20News", None, ["sequences.resample=true", "sequences.eval_draws=3", "model.hidden=16",
                                            "model.heads=2", "model.reservoir=4", "model.window=2", "seed=4"])
     task = GraphSequenceTask(data, config)
