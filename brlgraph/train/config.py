@@ -127,6 +127,12 @@ class TrainConfig:
     #: optimiser step; validation, early stopping and the final model use the
     #: average (0 = off, the weights as trained)
     ema: float = 0.0
+    #: weight of a consistency loss on targets without training labels (GRAND):
+    #: each step also draws two context sequences for a batch of them and pulls
+    #: both predictions towards their sharpened mean; 0 = off (HGB data sets)
+    consistency: float = 0.0
+    #: sharpening temperature of the consistency target (lower = more confident)
+    consistency_temperature: float = 0.5
     #: torch.use_deterministic_algorithms + seeded everything
     deterministic: bool = True
     #: validation metric used for early stopping
@@ -167,6 +173,8 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.path_tokens": (lambda v: 0 <= v <= 4, "in 0..4 (0 = none)"),
     "sequences.eval_draws": (lambda v: v >= 1, ">= 1"),
     "model.label_inputs": (lambda v: 0.0 <= v <= 1.0, "in [0, 1] (0 = off)"),
+    "train.consistency": (lambda v: v >= 0.0, ">= 0 (0 = off)"),
+    "train.consistency_temperature": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
 }
 
 
@@ -326,6 +334,9 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"'{key}' must be {what}, got {flat[key]!r}")
     if cfg.model.path_tokens and cfg.data.name not in HGB_DATASETS:
         raise ConfigError("model.path_tokens applies to node-as-sequence models (HGB data sets); "
+                          f"{cfg.data.name} runs as one sequence: set it to 0")
+    if cfg.train.consistency and cfg.data.name not in HGB_DATASETS:
+        raise ConfigError("train.consistency applies to node-as-sequence models (HGB data sets); "
                           f"{cfg.data.name} runs as one sequence: set it to 0")
     if cfg.sequences.exclude_types and cfg.data.name not in HGB_DATASETS:
         raise ConfigError("sequences.exclude_types applies to node-as-sequence models (HGB data sets); "

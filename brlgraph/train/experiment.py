@@ -35,8 +35,12 @@ from brlgraph.train.metrics import (
     class_weights,
     classification_loss,
     classification_metrics,
+    consistency_loss,
     predict_labels,
 )
+
+#: seeds of the consistency views' samplers: run seed + k * VIEW_SEED_STEP, k = 1, 2
+VIEW_SEED_STEP = 2_000_029
 
 
 def eval_seed(seed: int, draw: int) -> int:
@@ -138,6 +142,11 @@ class NodeSequenceTask:
         self.weight = train_weights(config, self.y["train"], data.num_classes, self.multi_label)
         self.sampler = HopSequenceSampler(seq_graph, self.rows["train"] + offset, s.length,
                                           max_hops=s.max_hops, seed=config.seed)
+        # consistency: two independent context draws of the targets without training labels
+        unlabelled = (~target.train_mask).nonzero().view(-1) + offset
+        self.views = ([HopSequenceSampler(seq_graph, unlabelled, s.length, max_hops=s.max_hops,
+                                          seed=config.seed + VIEW_SEED_STEP * k) for k in (1, 2)]
+                      if config.train.consistency > 0 else [])
         # draw d of the evaluation sequences uses seed (seed, d); draw 0 is the single-draw default
         self.eval_seqs = {split: [hop_ordered_sequences(seq_graph, self.rows[split] + offset, s.length,
                                                         max_hops=s.max_hops, seed=eval_seed(config.seed, d))
@@ -162,6 +171,7 @@ class NodeSequenceTask:
         gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         order = torch.randperm(len(seqs), generator=gen)
         p = self.config.model.label_inputs
+        views = [sampler(epoch) for sampler in self.views]
         for rows in order.split(self.config.train.batch_size):
             table = None
             if p > 0:  # a fresh random p of the other training nodes shows its label
@@ -169,11 +179,24 @@ class NodeSequenceTask:
                 shown[rows] = False
                 table = shown_labels(self.graph.num_nodes, self.label_nodes, self.label_rows,
                                      shown.to(self.device))
-            yield seqs[rows], self.y["train"][rows.to(self.device)], table
+            pair = None
+            if views:  # as many targets without labels as the batch has, seen twice
+                pick = torch.randperm(len(views[0]), generator=gen)[:len(rows)]
+                pair = (views[0][pick], views[1][pick])
+            yield seqs[rows], self.y["train"][rows.to(self.device)], table, pair
 
     def loss(self, batch) -> torch.Tensor:
-        seqs, y, table = batch
-        return classification_loss(self.model(self.graph, seqs, labels=table), y, self.multi_label, self.weight)
+        """The classification loss of the batch (plus, with ``train.consistency``, the
+        weighted consistency loss of its two views of unlabelled targets)."""
+        seqs, y, table, pair = batch
+        if pair is None:
+            return classification_loss(self.model(self.graph, seqs, labels=table), y, self.multi_label,
+                                       self.weight)
+        h = self.model.node_states(self.graph, labels=table)  # once for the three passes
+        loss = classification_loss(self.model(self.graph, seqs, node_states=h), y, self.multi_label, self.weight)
+        views = [self.model(self.graph, view, node_states=h) for view in pair]
+        t = self.config.train
+        return loss + t.consistency * consistency_loss(views, self.multi_label, t.consistency_temperature)
 
     @torch.no_grad()
     def logits(self, split: str) -> torch.Tensor:

@@ -77,3 +77,31 @@ def classification_loss(logits: torch.Tensor, target: torch.Tensor, multi_label:
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, target.float(),
                                                                     pos_weight=weight)
     return torch.nn.functional.cross_entropy(logits, target, weight=weight)
+
+
+def consistency_loss(logits: list[torch.Tensor], multi_label: bool = False,
+                     temperature: float = 0.5) -> torch.Tensor:
+    r"""GRAND's consistency regularisation over K views of the same nodes.
+
+    With :math:`p_k` the predicted distribution of view k (softmax; per-class
+    sigmoids for multi-label), :math:`\bar p` their mean and :math:`\hat p` the
+    mean sharpened at temperature T (:math:`\hat p_c \propto \bar p_c^{1/T}`; for a
+    multi-label class, :math:`\bar p^{1/T} / (\bar p^{1/T} + (1 - \bar p)^{1/T})`),
+
+    .. math::
+        \mathcal{L} = \frac{1}{K} \sum_k \frac{1}{n} \sum_i \lVert \hat p_i - p_{k,i} \rVert_2^2
+
+    with :math:`\hat p` held fixed (no gradient). It asks the views to agree on a
+    confident prediction; it reads no labels.
+    """
+    if len(logits) < 2:
+        raise ValueError("consistency needs at least two views")
+    probs = [torch.sigmoid(x) if multi_label else torch.softmax(x, dim=-1) for x in logits]
+    mean = torch.stack(probs).mean(0)
+    power = mean.pow(1.0 / temperature)
+    if multi_label:
+        sharp = power / (power + (1.0 - mean).pow(1.0 / temperature))
+    else:
+        sharp = power / power.sum(-1, keepdim=True)
+    sharp = sharp.detach()
+    return torch.stack([(p - sharp).pow(2).sum(-1).mean() for p in probs]).mean()

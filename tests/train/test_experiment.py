@@ -121,11 +121,11 @@ def test_label_balance_weights_the_training_loss_by_the_training_labels(dblp_env
     y = task.y["train"]
     torch.testing.assert_close(task.weight, class_weights(y, int(y.max()) + 1))
     assert task.weight.min() < 0.99 < 1.01 < task.weight.max()  # DBLP's classes are not balanced
-    seqs, target, table = next(iter(task.train_batches(0)))
-    assert table is None  # no label inputs
+    seqs, target, table, pair = next(iter(task.train_batches(0)))
+    assert table is None and pair is None  # no label inputs, no consistency views
     task.model.eval()
     logits = task.model(task.graph, seqs)
-    torch.testing.assert_close(task.loss((seqs, target, None)),
+    torch.testing.assert_close(task.loss((seqs, target, None, None)),
                                torch.nn.functional.cross_entropy(logits, target, weight=task.weight))
     plain = build_config("DBLP", None, FAST)
     assert build_task(load_dataset(plain), plain).weight is None
@@ -144,7 +144,7 @@ def test_label_inputs_never_show_the_labels_a_step_learns_from(dblp_env):
     outside[train] = False  # validation, test and other node types
     batches = list(task.train_batches(0))
     assert len(batches) == task.steps_per_epoch()
-    for seqs, y, table in batches:
+    for seqs, y, table, _ in batches:
         targets = seqs.ids[:, 0]
         assert table[targets].abs().sum() == 0  # the batch's own labels are hidden
         assert table[outside].abs().sum() == 0  # no validation or test label, ever
@@ -153,10 +153,10 @@ def test_label_inputs_never_show_the_labels_a_step_learns_from(dblp_env):
         others = ~torch.isin(train, targets)
         assert not (shown & ~others).any()
         assert 0.5 < shown[others].float().mean() < 0.7  # about p of the other training nodes
-        loss = task.loss((seqs, y, table))
+        loss = task.loss((seqs, y, table, None))
         assert torch.isfinite(loss)
     # the draws depend only on (seed, epoch): a resumed run sees the same ones
-    for (_, _, a), (_, _, b) in zip(batches, task.train_batches(0), strict=True):
+    for (_, _, a, _), (_, _, b, _) in zip(batches, task.train_batches(0), strict=True):
         assert torch.equal(a, b)
     assert not torch.equal(batches[0][2], next(iter(task.train_batches(1)))[2])
     # evaluation shows every training label and nothing else
@@ -242,3 +242,29 @@ def test_exclude_types_keeps_a_node_type_out_of_the_contexts(dblp_env):
             build_task(load_dataset(cfg), cfg)
     with pytest.raises(ConfigError, match=r"exclude_types.*20News"):
         build_config("20News", None, ["sequences.exclude_types=term"])
+
+
+def test_consistency_views_are_unlabelled_targets_seen_twice(dblp_env):
+    import torch
+
+    from brlgraph.train.experiment import build_task, load_dataset
+    from brlgraph.train.metrics import classification_loss, consistency_loss
+
+    config = build_config("DBLP", None, [*FAST, "train.consistency=2.0", "train.consistency_temperature=0.5"])
+    task = build_task(load_dataset(config), config)
+    train = set(task.label_nodes.tolist())
+    batches = list(task.train_batches(0))
+    for seqs, _, _, (a, b) in batches:
+        assert len(a) == len(b) == len(seqs)
+        assert torch.equal(a.targets, b.targets)  # the same nodes ...
+        assert not train & set(a.targets.tolist())  # ... none with a training label
+        assert not torch.equal(a.ids, b.ids)  # ... with two different context draws
+    seqs, y, table, pair = batches[0]
+    model = task.model.eval()  # no dropout: the loss can be recomputed by hand
+    with torch.no_grad():
+        h = model.node_states(task.graph)
+        expected = classification_loss(model(task.graph, seqs, node_states=h), y) + 2.0 * consistency_loss(
+            [model(task.graph, view, node_states=h) for view in pair], temperature=0.5)
+        torch.testing.assert_close(task.loss(batches[0]), expected)
+    with pytest.raises(ConfigError, match=r"consistency.*20News"):
+        build_config("20News", None, ["train.consistency=1.0"])

@@ -70,3 +70,29 @@ def test_weighted_losses_match_torch():
     yc = torch.tensor([0, 1, 1])
     torch.testing.assert_close(classification_loss(logits, yc, weight=w),
                                torch.nn.functional.cross_entropy(logits, yc, weight=w))
+
+
+def test_consistency_loss_pulls_views_to_their_sharpened_mean():
+    import torch
+
+    from brlgraph.train.metrics import consistency_loss
+
+    a = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    b = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    pa, pb = a.softmax(-1), b.softmax(-1)
+    mean = (pa + pb) / 2
+    sharp = mean**2 / (mean**2).sum(-1, keepdim=True)  # temperature 0.5
+    expected = (((pa - sharp) ** 2).sum(-1).mean() + ((pb - sharp) ** 2).sum(-1).mean()) / 2
+    torch.testing.assert_close(consistency_loss([a, b], temperature=0.5), expected)
+    # multi-label: per-class Bernoulli sharpening
+    qa, qb = torch.sigmoid(a), torch.sigmoid(b)
+    m = (qa + qb) / 2
+    sm = m**2 / (m**2 + (1 - m) ** 2)
+    expected = (((qa - sm) ** 2).sum(-1).mean() + ((qb - sm) ** 2).sum(-1).mean()) / 2
+    torch.testing.assert_close(consistency_loss([a, b], multi_label=True, temperature=0.5), expected)
+    # the target is fixed: gradients flow only through each view's own prediction
+    x = a.clone().requires_grad_(True)
+    consistency_loss([x, x.detach()], temperature=1.0).backward()
+    assert torch.allclose(x.grad, torch.zeros_like(x.grad), atol=1e-7)  # equal views at T = 1: nothing to learn
+    with pytest.raises(ValueError, match="two views"):
+        consistency_loss([a])
