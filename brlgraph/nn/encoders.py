@@ -365,36 +365,46 @@ def relation_means(graph: GraphView, device: torch.device) -> tuple[list[tuple[i
     """The relations of :class:`RelationSAGEConv`: (t, s, row-normalised block [N_t, N_s])
     per edge type (edges s -> t), plus the reverse of each edge type with no other edge
     type going back between its node types; one per non-empty pair of node types when
-    the view has no edge types. Self-loops are dropped."""
+    the view has no edge types. Self-loops are dropped, repeated edges count once."""
     import scipy.sparse as sp
 
     slices = _type_slices(graph)
-    if not graph.relations:
-        blocks, _ = type_pair_means(graph, device)
-        return [(t, s, b) for t, row in enumerate(blocks) for s, b in enumerate(row) if b is not None], slices
-    pairs = Counter((r.src_type, r.dst_type) for r in graph.relations)
-    relations: list[tuple[int, int, Tensor]] = []
-
-    def add(t: int, s: int, dst: np.ndarray, src: np.ndarray) -> None:
-        keep = dst != src
-        rows, cols = dst[keep] - slices[t].start, src[keep] - slices[s].start
+    relations = []
+    for t, s, dst, src in _relation_edges(graph):
+        rows, cols = dst - slices[t].start, src - slices[s].start
         shape = (slices[t].stop - slices[t].start, slices[s].stop - slices[s].start)
         a = sp.csr_matrix((np.ones(rows.shape[0], np.float32), (rows, cols)), shape=shape)
         a.data[:] = 1.0  # repeated edges count once
-        block = _mean_block(a, device)
-        if block is not None:
-            relations.append((t, s, block))
-
-    for r in graph.relations:
-        add(r.dst_type, r.src_type, r.dst, r.src)
-        if pairs[(r.dst_type, r.src_type)] == (r.src_type == r.dst_type):  # no other edge type back
-            add(r.src_type, r.dst_type, r.src, r.dst)
+        relations.append((t, s, _mean_block(a, device)))
     return relations, slices
 
 
 def count_relations(graph: GraphView) -> int:
-    """How many relations :func:`relation_means` finds in ``graph`` (sizes :class:`RelationSAGEConv`)."""
-    return len(relation_means(graph, torch.device("cpu"))[0])
+    """How many relations :func:`relation_means` finds in ``graph`` (sizes
+    :class:`RelationSAGEConv`), without building their blocks."""
+    return len(_relation_edges(graph))
+
+
+def _relation_edges(graph: GraphView) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(t, s, dst, src) per relation of :func:`relation_means` (global ids, edges s -> t,
+    self-loops dropped, relations left without edges left out)."""
+    if not graph.relations:  # one relation per pair of node types, in type_pair_means' order
+        types = graph.node_type.numpy()
+        row = np.repeat(np.arange(graph.num_nodes, dtype=np.int64), graph.degree())
+        pair = types[row] * len(graph.node_types) + types[graph.indices]
+        return [(int(k) // len(graph.node_types), int(k) % len(graph.node_types),
+                 row[pair == k], graph.indices[pair == k]) for k in np.unique(pair)]
+    pairs = Counter((r.src_type, r.dst_type) for r in graph.relations)
+    out = []
+    for r in graph.relations:
+        directions = [(r.dst_type, r.src_type, r.dst, r.src)]
+        if pairs[(r.dst_type, r.src_type)] == (r.src_type == r.dst_type):  # no other edge type back
+            directions.append((r.src_type, r.dst_type, r.src, r.dst))
+        for t, s, dst, src in directions:
+            keep = dst != src
+            if keep.any():
+                out.append((t, s, dst[keep], src[keep]))
+    return out
 
 
 def _type_slices(graph: GraphView) -> list[slice]:
