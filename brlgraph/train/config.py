@@ -178,6 +178,10 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+#: keys that only node-as-sequence models (HGB) read: elsewhere they must keep their default
+NODE_SEQUENCE_ONLY = ("model.path_tokens", "train.consistency", "sequences.exclude_types")
+
+
 def _section_names() -> list[str]:
     return [k for k, tp in typing.get_type_hints(Config).items() if dataclasses.is_dataclass(tp)]
 
@@ -332,15 +336,12 @@ def validate(cfg: Config) -> Config:
     for key, (ok, what) in BOUNDS.items():
         if not ok(flat[key]):
             raise ConfigError(f"'{key}' must be {what}, got {flat[key]!r}")
-    if cfg.model.path_tokens and cfg.data.name not in HGB_DATASETS:
-        raise ConfigError("model.path_tokens applies to node-as-sequence models (HGB data sets); "
-                          f"{cfg.data.name} runs as one sequence: set it to 0")
-    if cfg.train.consistency and cfg.data.name not in HGB_DATASETS:
-        raise ConfigError("train.consistency applies to node-as-sequence models (HGB data sets); "
-                          f"{cfg.data.name} runs as one sequence: set it to 0")
-    if cfg.sequences.exclude_types and cfg.data.name not in HGB_DATASETS:
-        raise ConfigError("sequences.exclude_types applies to node-as-sequence models (HGB data sets); "
-                          f"{cfg.data.name} runs as one sequence: leave it empty")
+    if cfg.data.name not in HGB_DATASETS:
+        defaults = _flatten(Config().to_dict())
+        for key in NODE_SEQUENCE_ONLY:
+            if flat[key] != defaults[key]:
+                raise ConfigError(f"{key} applies to node-as-sequence models (HGB data sets); "
+                                  f"{cfg.data.name} runs as one sequence: set it to {defaults[key]!r}")
     if cfg.model.label_inputs >= 1.0 and cfg.data.name not in HGB_DATASETS:
         raise ConfigError(f"model.label_inputs must be < 1 for {cfg.data.name}: its one sequence is "
                           "trained on the training nodes whose labels a step does not show")

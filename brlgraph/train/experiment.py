@@ -43,6 +43,11 @@ from brlgraph.train.metrics import (
 VIEW_SEED_STEP = 2_000_029
 
 
+def epoch_batch_seed(seed: int, epoch: int) -> int:
+    """Seed of an epoch's random choices in the tasks (batch order, shown labels, node order)."""
+    return seed * 100_003 + epoch
+
+
 def eval_seed(seed: int, draw: int) -> int:
     """Sampling seed of evaluation draw ``draw`` (draw 0 keeps the run seed)."""
     return seed + 1_000_003 * draw
@@ -168,7 +173,7 @@ class NodeSequenceTask:
     def train_batches(self, epoch: int):
         """(sequences, labels, shown label table or None) per mini-batch of training targets."""
         seqs = self.sampler(epoch if self.config.sequences.resample else 0)
-        gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        gen = torch.Generator().manual_seed(epoch_batch_seed(self.config.seed, epoch))
         order = torch.randperm(len(seqs), generator=gen)
         p = self.config.model.label_inputs
         views = [sampler(epoch) for sampler in self.views]
@@ -259,11 +264,11 @@ class GraphSequenceTask:
         order; with label inputs a random p of the training nodes shows its label and
         the loss is taken over the others."""
         train, p = self.rows["train"], self.config.model.label_inputs
-        order = self.order(self.config.seed * 100_003 + epoch) if self.config.sequences.resample else None
+        order = self.order(epoch_batch_seed(self.config.seed, epoch)) if self.config.sequences.resample else None
         if p <= 0:
             yield train, None, order
             return
-        gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        gen = torch.Generator().manual_seed(epoch_batch_seed(self.config.seed, epoch))
         shown = (torch.rand(len(train), generator=gen) < p).to(train.device)
         if bool(shown.all()):  # keep at least one node to learn from
             shown[0] = False
