@@ -17,4 +17,5 @@ from brlgraph.data.transforms import FEATURE_NORMS, normalize_features
 #: Every data set brlgraph knows, as spelled in its manifest and error messages.
 DATASETS: tuple[str, ...] = tuple(manifest())
 
-__all__ = ["DATASETS", "FEATURE_NORMS", "HGB_NAMES", "knn_graph", "normalize_features", "load_20news", "load_hgb", "load_mini_imagenet"]
+__all__ = ["DATASETS", "FEATURE_NORMS", "HGB_NAMES", "knn_graph", "load_20news", "load_hgb", "load_mini_imagenet",
+           "normalize_features"]

@@ -27,7 +27,8 @@ sparse product). Features stay in ``graph.x_dict``; the model caches them on its
 device. Hyper-parameters (keyword arguments of ``from_data``): ``hidden``, ``layers``,
 ``heads``, ``attention``, ``window``, ``reservoir``, ``attention_options``, ``dropout``,
 ``attention_dropout``, ``input_dropout``, ``gnn_layers``, ``gnn``, ``ff_mult``, ``logit_norm``,
-``label_inputs`` (known labels as node inputs, see ``node_states``), ``featureless`` (node types whose features are replaced by learned embeddings), and
+``label_inputs`` (known labels as node inputs, see ``node_states``), ``featureless`` (node
+types whose features are replaced by learned embeddings), and
 ``max_hops`` (BRLFormer, >= the sequences' max_hops) or ``order`` (graph model).
 
 A block carries two residual streams, the tokens X [B, S, d] and the reservoir
