@@ -12,10 +12,15 @@ from brlgraph.data.knn import knn_graph
 from brlgraph.data.mini_imagenet import load_mini_imagenet
 from brlgraph.data.newsgroups import load_20news
 from brlgraph.data.sources import manifest
-from brlgraph.data.transforms import FEATURE_NORMS, normalize_features
+from brlgraph.data.transforms import (
+           FEATURE_NORMS,
+           FEATURELESS,
+           fill_featureless,
+           normalize_features,
+)
 
 #: Every data set brlgraph knows, as spelled in its manifest and error messages.
 DATASETS: tuple[str, ...] = tuple(manifest())
 
-__all__ = ["DATASETS", "FEATURE_NORMS", "HGB_NAMES", "knn_graph", "load_20news", "load_hgb", "load_mini_imagenet",
+__all__ = ["DATASETS", "FEATURE_NORMS", "FEATURELESS", "HGB_NAMES", "fill_featureless", "knn_graph", "load_20news", "load_hgb", "load_mini_imagenet",
            "normalize_features"]

@@ -34,3 +34,47 @@ def normalize_features(data, how: str = "none"):
         scale = x.abs().sum(1, keepdim=True) if how == "row" else x.norm(dim=1, keepdim=True)
         store.x = x / scale.clamp(min=torch.finfo(x.dtype).tiny)
     return data
+
+
+FEATURELESS = ("embedding", "mean")
+
+
+def fill_featureless(data, how: str = "embedding"):
+    r"""Give node types without features the mean features of their neighbours.
+
+    - ``"embedding"``: unchanged (the model learns one embedding per such node);
+    - ``"mean"``: for a type :math:`t` without ``x``, every relation
+      :math:`(s, r, t)` whose source type :math:`s` has features contributes
+      :math:`\frac{1}{|N_r(v)|}\sum_{u \in N_r(v)} x_u`, and the contributions of
+      all such relations are concatenated, in ``data.edge_types`` order. Nodes with
+      no such neighbour get zeros. Only features the data set had are averaged, so
+      the result does not depend on the order of the types.
+
+    A learned embedding of a featureless node only moves when some training target
+    reaches it; on HGB IMDB most of the 7,971 keywords sit beside test movies only,
+    so their embeddings stay at their random start. Their neighbours' mean bag of
+    words is the same kind of input the other types have. Types no relation with
+    features reaches keep no ``x`` (and so an embedding). ``data``
+    (``HeteroData``) gets the new tensors and is returned; homogeneous data sets
+    are returned unchanged.
+    """
+    if how not in FEATURELESS:
+        raise ConfigError(f"unknown handling of featureless node types {how!r}; choose one of {FEATURELESS}")
+    if how == "embedding" or not hasattr(data, "edge_types"):
+        return data
+    given = {t: data[t].x for t in data.node_types if getattr(data[t], "x", None) is not None}
+    for t in data.node_types:
+        if t in given:
+            continue
+        n, parts = data[t].num_nodes, []
+        for s, r, dst in data.edge_types:
+            if dst != t or s not in given:
+                continue
+            src, tgt = data[s, r, dst].edge_index
+            x = given[s]
+            total = x.new_zeros(n, x.shape[1]).index_add_(0, tgt, x[src])
+            count = torch.bincount(tgt, minlength=n).clamp(min=1).to(x.dtype)
+            parts.append(total / count[:, None])
+        if parts:
+            data[t].x = torch.cat(parts, dim=1)
+    return data

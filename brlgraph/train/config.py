@@ -46,6 +46,9 @@ class DataConfig:
     #: scaling of every node's feature row: "none", "row" (divide by the sum of
     #: absolute values) or "l2" (unit Euclidean norm)
     feature_norm: str = "none"
+    #: input of node types without features: "embedding" (one learned vector per
+    #: node) or "mean" (the mean features of their neighbours, per relation)
+    featureless: str = "embedding"
 
 
 @dataclass
@@ -123,6 +126,10 @@ class TrainConfig:
     #: (negatives / positives) ** p as BCE's pos_weight (multi-label), or
     #: (N / (C * count)) ** p per class (single-label); 0 = unweighted
     label_balance: float = 0.0
+    #: multi-label only: BCE's pos_weight on every label (times the class weights
+    #: of label_balance). A weight w moves the 0.5 threshold on the trained model's
+    #: output to a probability of 1 / (1 + w) under the unweighted loss
+    positive_weight: float = 1.0
     #: decay of an exponential moving average of the weights, updated after every
     #: optimiser step; validation, early stopping and the final model use the
     #: average (0 = off, the weights as trained)
@@ -164,12 +171,14 @@ CHOICES = {
     "model.gnn": ("gcn", "sage", "gat", "hsage", "rsage"),
     "model.features": ("all", "target", "none"),
     "data.feature_norm": ("none", "row", "l2"),
+    "data.featureless": ("embedding", "mean"),
 }
 
 #: keys whose values must lie in a range: key -> (test, what the range is)
 BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.ema": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (0 = off)"),
     "train.label_balance": (lambda v: v >= 0.0, ">= 0 (0 = unweighted)"),
+    "train.positive_weight": (lambda v: v > 0.0, "> 0 (1 = unweighted)"),
     "model.path_tokens": (lambda v: 0 <= v <= 4, "in 0..4 (0 = none)"),
     "sequences.eval_draws": (lambda v: v >= 1, ">= 1"),
     "model.label_inputs": (lambda v: 0.0 <= v <= 1.0, "in [0, 1] (0 = off)"),

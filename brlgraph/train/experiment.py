@@ -67,12 +67,14 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def load_dataset(config: Config):
-    """The data set of ``config`` with the split of ``config.data.split_seed`` and the
-    feature scaling of ``config.data.feature_norm``."""
-    from brlgraph.data import load_20news, load_hgb, normalize_features
+    """The data set of ``config`` with the split of ``config.data.split_seed``, the
+    features of featureless types of ``config.data.featureless`` and the feature
+    scaling of ``config.data.feature_norm``."""
+    from brlgraph.data import fill_featureless, load_20news, load_hgb, normalize_features
 
     name, seed = config.data.name, config.data.split_seed
     data = load_hgb(name, seed=seed) if name in HGB_DATASETS else load_20news(k=config.data.knn_k, seed=seed)
+    data = fill_featureless(data, config.data.featureless)
     return normalize_features(data, config.data.feature_norm)
 
 
@@ -97,9 +99,16 @@ def featureless_types(config: Config, node_types: list[str], target_type: str | 
 
 def train_weights(config: Config, y_train: torch.Tensor, num_classes: int,
                   multi_label: bool = False) -> torch.Tensor | None:
-    """Class weights of the training loss (``train.label_balance``; None when 0)."""
-    power = config.train.label_balance
-    return class_weights(y_train, num_classes, multi_label, power) if power > 0 else None
+    """Class weights of the training loss (``train.label_balance`` times
+    ``train.positive_weight``; None when both leave the loss unweighted)."""
+    power, positive = config.train.label_balance, config.train.positive_weight
+    if positive != 1.0 and not multi_label:
+        raise ConfigError(f"train.positive_weight = {positive} applies to multi-label data sets (IMDB) only; "
+                          "leave it at 1 here")
+    weight = class_weights(y_train, num_classes, multi_label, power) if power > 0 else None
+    if positive != 1.0:
+        weight = positive * (weight if weight is not None else torch.ones(num_classes))
+    return weight
 
 
 def label_rows(y: torch.Tensor, num_classes: int, multi_label: bool) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Feature normalisation of loaded data sets (``data.feature_norm``)."""
+"""Feature transforms of loaded data sets (``data.feature_norm``, ``data.featureless``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch_geometric.data import Data, HeteroData
 
-from brlgraph.data import normalize_features
+from brlgraph.data import fill_featureless, normalize_features
 from brlgraph.errors import ConfigError
 
 
@@ -42,3 +42,31 @@ def test_homogeneous_none_and_errors():
     torch.testing.assert_close(normalize_features(data, "l2").x, torch.tensor([[0.6, 0.8]]))
     with pytest.raises(ConfigError, match="feature normalisation"):
         normalize_features(data, "max")
+
+
+def test_featureless_types_get_the_mean_features_of_their_neighbours_per_relation():
+    data = _hetero()
+    # term 0: papers 0 and 2; term 1: paper 0 and author 1; terms 2-4: no neighbour
+    # with features (term 2 only has an edge from another term, which must not count)
+    data["paper", "has", "term"].edge_index = torch.tensor([[0, 2, 0], [0, 0, 1]])
+    data["author", "uses", "term"].edge_index = torch.tensor([[1], [1]])
+    data["term", "near", "term"].edge_index = torch.tensor([[0], [2]])
+    data["term", "in", "paper"].edge_index = torch.tensor([[0], [1]])  # into a type with features
+    paper_x = data["paper"].x.clone()
+    out = fill_featureless(data, "mean")
+    assert out is data and torch.equal(out["paper"].x, paper_x)
+    expected = torch.zeros(5, 6)
+    expected[0, :4] = (paper_x[0] + paper_x[2]) / 2
+    expected[1, :4] = paper_x[0]
+    expected[1, 4:] = torch.tensor([0.5, 0.5])
+    torch.testing.assert_close(out["term"].x, expected)
+
+
+def test_featureless_embedding_keeps_the_data_and_bad_choices_are_named():
+    data = _hetero()
+    data["paper", "has", "term"].edge_index = torch.tensor([[0], [0]])
+    assert "x" not in fill_featureless(data, "embedding")["term"]
+    homogeneous = Data(x=torch.ones(2, 1), num_nodes=2)
+    assert fill_featureless(homogeneous, "mean") is homogeneous
+    with pytest.raises(ConfigError, match="featureless node types 'zeros'"):
+        fill_featureless(data, "zeros")

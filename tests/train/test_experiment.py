@@ -131,6 +131,27 @@ def test_label_balance_weights_the_training_loss_by_the_training_labels(dblp_env
     assert build_task(load_dataset(plain), plain).weight is None
 
 
+def test_positive_weight_scales_bce_pos_weight_and_is_refused_for_single_label_data():
+    import torch
+
+    from brlgraph.train.experiment import train_weights
+    from brlgraph.train.metrics import class_weights
+
+    y = torch.tensor([[1, 0, 1], [0, 0, 1], [0, 1, 1], [0, 0, 0]])
+    config = build_config("IMDB", None, ["train.positive_weight=2.0", "train.label_balance=0.0"])
+    torch.testing.assert_close(train_weights(config, y, 3, multi_label=True), torch.full((3,), 2.0))
+    config.train.label_balance = 0.5
+    torch.testing.assert_close(train_weights(config, y, 3, multi_label=True),
+                               2.0 * class_weights(y, 3, multi_label=True, power=0.5))
+    config.train.positive_weight, config.train.label_balance = 1.0, 0.0
+    assert train_weights(config, y, 3, multi_label=True) is None
+    dblp = build_config("DBLP", None, ["train.positive_weight=1.5"])
+    with pytest.raises(ConfigError, match="positive_weight.*multi-label"):
+        train_weights(dblp, torch.tensor([0, 1, 1]), 2)
+    with pytest.raises(ConfigError, match=r"train\.positive_weight.*> 0"):
+        build_config("IMDB", None, ["train.positive_weight=0"])
+
+
 def test_label_inputs_never_show_the_labels_a_step_learns_from(dblp_env):
     import torch
 
