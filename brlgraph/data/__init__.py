@@ -22,5 +22,5 @@ from brlgraph.data.transforms import (
 #: Every data set brlgraph knows, as spelled in its manifest and error messages.
 DATASETS: tuple[str, ...] = tuple(manifest())
 
-__all__ = ["DATASETS", "FEATURE_NORMS", "FEATURELESS", "HGB_NAMES", "fill_featureless", "knn_graph", "load_20news", "load_hgb", "load_mini_imagenet",
-           "normalize_features"]
+__all__ = ["DATASETS", "FEATURE_NORMS", "FEATURELESS", "HGB_NAMES", "fill_featureless", "knn_graph",
+           "load_20news", "load_hgb", "load_mini_imagenet", "normalize_features"]

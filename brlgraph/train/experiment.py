@@ -107,7 +107,7 @@ def train_weights(config: Config, y_train: torch.Tensor, num_classes: int,
                           "leave it at 1 here")
     weight = class_weights(y_train, num_classes, multi_label, power) if power > 0 else None
     if positive != 1.0:
-        weight = positive * (weight if weight is not None else torch.ones(num_classes))
+        weight = positive * (weight if weight is not None else torch.ones(num_classes, device=y_train.device))
     return weight
 
 
