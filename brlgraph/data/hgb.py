@@ -28,6 +28,7 @@ Link weights (all 1 in DBLP/ACM/IMDB) become ``edge_weight`` only where some dif
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -46,6 +47,17 @@ from torch_geometric.data import HeteroData
 from brlgraph.data import sources
 from brlgraph.data.cache import cached, source_key
 from brlgraph.errors import DataError
+
+
+@functools.cache
+def _exact_floats() -> dict[str, Any]:
+    """``read_csv`` options that parse floats exactly as Python's ``float()`` (the line-by-line
+    readers). Some pandas versions' default C parser can land one unit in the last place away
+    (it does on 900719925.8203125); "round_trip" is exact there. Where the default already gets
+    that value right (pandas 3.1 is exact and deprecates the option), no option is passed."""
+    probe = b"900719925.8203125\n"
+    got = pd.read_csv(io.BytesIO(probe), header=None, dtype=np.float64, engine="c")[0].iloc[0]
+    return {} if got == float(probe) else {"float_precision": "round_trip"}
 
 #: Bump when the processed layout or parsing rules change: old cache entries are ignored.
 FORMAT_VERSION = 2
@@ -313,7 +325,7 @@ def _features_fast(rows: list[bytes], dim: int) -> np.ndarray | None:
     column = joined.replace(b",", b"\n")
     frame = pd.read_csv(
         io.BytesIO(column), header=None, names=[0], dtype=np.float32, engine="c",
-        skip_blank_lines=False, na_filter=False, quoting=csv.QUOTE_NONE,
+        skip_blank_lines=False, na_filter=False, quoting=csv.QUOTE_NONE, **_exact_floats(),
     )
     values = frame[0].to_numpy(dtype=np.float32, copy=True)  # pandas may hand out read-only views
     if values.shape != (n * dim,):
@@ -386,7 +398,7 @@ def _links_fast(raw: bytes) -> tuple[np.ndarray, ...] | None:
     frame = pd.read_csv(
         io.BytesIO(raw), sep="\t", header=None, names=range(4), engine="c",
         dtype={0: np.int64, 1: np.int64, 2: np.int64, 3: np.float64},
-        skip_blank_lines=False, na_filter=False, quoting=csv.QUOTE_NONE,
+        skip_blank_lines=False, na_filter=False, quoting=csv.QUOTE_NONE, **_exact_floats(),
     )
     if len(frame) != len(newlines):
         return None
