@@ -285,6 +285,13 @@ class BRLFormer(_GraphModel):
     sampled context nodes see only in part; attention weighs them per target. All
     targets of one call must then share a node type.
 
+    With ``path_transform=True`` each type path also has its own linear map,
+    :math:`m_P + m_P D_P` with :math:`D_P` [d, d] initialised at zero (SeHGNN's
+    per-metapath feature projection, on top of the shared type projections; zero
+    init starts from the shared model and weight decay pulls back towards it).
+    The maps are indexed by the path's types after the start, so there are
+    :math:`\sum_{k=1}^{K} T^k` of them for T node types.
+
     Args:
         in_dims: feature size per node type in the graph's type order (``None`` = featureless).
         num_nodes: nodes per type.
@@ -300,6 +307,7 @@ class BRLFormer(_GraphModel):
         gnn_layers, gnn: local GNN encoder (0 layers = none; ``gcn``/``sage``/``gat``).
         max_hops: largest hop distance of the hop embedding.
         path_tokens: K, the longest type path with a token of its own (0 = none).
+        path_transform: a linear map of its own per type path (needs ``path_tokens``).
         label_inputs: read shown labels ``labels`` [N, C] as node inputs (see
             :meth:`node_states`; the training task decides which labels are shown).
 
@@ -315,16 +323,22 @@ class BRLFormer(_GraphModel):
         *,
         max_hops: int = DEFAULT_MAX_HOPS,
         path_tokens: int = 0,
+        path_transform: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(in_dims, num_nodes, num_classes, **kwargs)
         if path_tokens < 0:
             raise ConfigError(f"model.path_tokens must be >= 0, got {path_tokens}")
+        if path_transform and not path_tokens:
+            raise ConfigError("model.path_transform needs model.path_tokens > 0")
         self.max_hops = max_hops
         self.hop_emb = nn.Embedding(max_hops + 1, self.head.in_features)
         self.num_types, self.path_hops = len(in_dims), path_tokens
         self.path_emb = (nn.Embedding(path_tokens * self.num_types, self.head.in_features)
                          if path_tokens else None)
+        d, t = self.head.in_features, self.num_types
+        self.path_delta = (nn.Parameter(torch.zeros(sum(t ** k for k in range(1, path_tokens + 1)), d, d))
+                           if path_transform else None)
         self._pair_means: tuple[GraphView, str, Any] | None = None
 
     def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None,
@@ -371,7 +385,17 @@ class BRLFormer(_GraphModel):
         ids = torch.tensor([[i * self.num_types + t for i, t in enumerate(p[1:])]
                             + [-1] * (self.path_hops + 1 - len(p)) for p in paths], device=device)
         emb = (self.path_emb(ids.clamp(min=0)) * (ids >= 0).unsqueeze(-1)).sum(1)  # [P, d]
-        return paths, self.dropout(means[targets - slices[start].start] + emb)
+        means = means[targets - slices[start].start]
+        if self.path_delta is not None:
+            slots = torch.tensor([self.path_slot(p) for p in paths], device=device)
+            means = means + torch.einsum("tpd,pde->tpe", means, self.path_delta[slots])
+        return paths, self.dropout(means + emb)
+
+    def path_slot(self, path: TypePath) -> int:
+        """Index of ``path``'s map in ``path_delta``: the types after the start read as a
+        base-T number, after the slots of all shorter paths."""
+        t, tail = self.num_types, path[1:]
+        return sum(t ** k for k in range(1, len(tail))) + sum(x * t ** i for i, x in enumerate(reversed(tail)))
 
     def forward(
         self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None,

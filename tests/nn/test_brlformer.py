@@ -356,6 +356,58 @@ def test_path_tokens_join_the_sequence():
         BRLFormer.from_data(data, path_tokens=-1, **SMALL)
 
 
+def test_path_transform_maps_each_type_path_with_its_own_matrix():
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    torch.manual_seed(0)
+    plain = BRLFormer.from_data(data, path_tokens=2, **SMALL).eval()
+    torch.manual_seed(0)
+    model = BRLFormer.from_data(data, path_tokens=2, path_transform=True, **SMALL).eval()
+    seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)[:6]
+    t = model.num_types
+    assert model.path_delta.shape == (t + t * t, 16, 16)
+    # every path of 1..2 edges has a slot of its own
+    tails = [(x,) for x in range(t)] + [(x, y) for x in range(t) for y in range(t)]
+    assert sorted(model.path_slot((0, *tail)) for tail in tails) == list(range(t + t * t))
+    with torch.no_grad():
+        h = model.node_states(graph)
+        # zero-initialised: the same tokens and logits as without the maps
+        torch.testing.assert_close(model(graph, seqs), plain(graph, seqs))
+        paths, before = model.path_tokens(graph, seqs.ids[:, 0], h)
+        model.path_delta.normal_(std=0.3)
+        _, after = model.path_tokens(graph, seqs.ids[:, 0], h)
+    assert graph.node_types[0] == "author"  # authors come first: their ids index the walk's rows
+    for j, path in enumerate(paths):  # a token is mean + path embedding; the map adds mean @ D_P
+        mean = _walk_means(graph, h, path)[seqs.ids[:, 0]]
+        delta = model.path_delta[model.path_slot(path)]
+        torch.testing.assert_close(after[:, j] - before[:, j], mean @ delta, rtol=1e-4, atol=1e-5)
+    model.train()
+    model(graph, seqs).square().sum().backward()
+    assert model.path_delta.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="path_transform"):
+        BRLFormer.from_data(data, path_transform=True, **SMALL)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_model_on_cuda_matches_the_cpu():
+    # relation-aware GNN, path tokens with their maps and BRL attention, on the GPU
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    torch.manual_seed(0)
+    model = BRLFormer.from_data(data, path_tokens=2, path_transform=True, gnn="hsage", gnn_layers=2,
+                                **SMALL).eval()
+    seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)
+    with torch.no_grad():
+        model.path_delta.normal_(std=0.1)
+        cpu = model(graph, seqs)
+        gpu = model.cuda()(graph, seqs)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
+    model.train()
+    model(graph, seqs).square().sum().backward()
+    assert all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters())
+
+
 @pytest.mark.parametrize("gnn_layers", [0, 2])
 def test_label_inputs_are_added_to_the_node_inputs(gnn_layers):
     data = toy_hetero()

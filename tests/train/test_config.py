@@ -107,3 +107,11 @@ def test_path_tokens_only_for_node_as_sequence_data_sets():
     by_hand.model.path_tokens = 1  # set in code, past the checks of build_config
     with pytest.raises(ConfigError, match=r"model\.path_tokens.*20News"):
         validate(by_hand)
+
+
+def test_path_transform_needs_path_tokens():
+    assert build_config("ACM", None, ["model.path_transform=true"]).model.path_transform  # ACM has K = 3
+    with pytest.raises(ConfigError, match=r"model\.path_transform.*model\.path_tokens"):
+        build_config("IMDB", None, ["model.path_transform=true"])
+    with pytest.raises(ConfigError, match=r"model\.path_transform.*20News"):
+        build_config("20News", None, ["model.path_transform=true", "model.path_tokens=0"])
