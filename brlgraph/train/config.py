@@ -143,7 +143,9 @@ class TrainConfig:
     consistency: float = 0.0
     #: sharpening temperature of the consistency target (lower = more confident)
     consistency_temperature: float = 0.5
-    #: torch.use_deterministic_algorithms + seeded everything
+    #: torch.use_deterministic_algorithms + seeded everything. On the CPU two runs are
+    #: identical; on an H100 (torch 2.11) two runs gave the same predictions and scores
+    #: and a test loss 2e-7 apart (relative)
     deterministic: bool = True
     #: validation metric used for early stopping
     monitor: str = "val_micro_f1"

@@ -17,6 +17,7 @@ from brlgraph.ops.brl import (
 )
 
 MODES = list(itertools.product([False, True], ["sliding", "block"]))
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 SIZES = [(37, 8, 4), (5, 8, 3), (64, 16, 8), (50, 16, 16)]  # (n, w, m): n % w != 0, n < w
 
 
@@ -44,9 +45,9 @@ def run(fn, ins, mask, *, window, causal, mode, grad_seed=1, **kw):
                  window_mode=mode, mask=mask, **kw)
     g = torch.Generator().manual_seed(grad_seed)
     # Cotangents drawn in float64, so every dtype sees the same ones.
-    loss = (y * torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)).sum()
+    loss = (y * torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.device, y.dtype)).sum()
     if u is not None:
-        loss = loss + (u * torch.randn(u.shape, generator=g, dtype=torch.float64).to(u.dtype)).sum()
+        loss = loss + (u * torch.randn(u.shape, generator=g, dtype=torch.float64).to(u.device, u.dtype)).sum()
     grads = torch.autograd.grad(loss, ins)
     return y, u, grads
 
@@ -67,6 +68,25 @@ def test_chunked_matches_naive_fp32(causal, mode, padded, n, w, m):
     names = ["q", "k", "v", "rq", "rk", "tau_w", "tau_r", "lam"]
     for name, a, b in zip(names, got[2], ref[2], strict=True):
         torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5, msg=lambda s, n=name: f"d{n}: {s}")
+
+
+@CUDA
+@pytest.mark.parametrize("causal,mode", MODES)
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
+def test_chunked_on_cuda_matches_naive(causal, mode, dtype, tol):
+    # the fast path on the GPU, several chunks and padding, against the float64 reference on
+    # the CPU computed from the same (rounded) inputs
+    ins, mask = make_inputs(300, 16, padded=True)
+    ins = [t.to(dtype).double() for t in ins]
+    ref = run(naive_brl_attention, ins, mask, window=32, causal=causal, mode=mode)
+    got = run(chunked_brl_attention, [t.to("cuda", dtype) for t in ins], mask.cuda(), window=32,
+              causal=causal, mode=mode, chunk_size=64)
+    assert got[0].device.type == "cuda" and got[0].dtype == dtype
+    torch.testing.assert_close(got[0].cpu().double(), ref[0], atol=tol, rtol=tol)
+    if not causal:
+        torch.testing.assert_close(got[1].cpu().double(), ref[1], atol=tol, rtol=tol)
+    for a, b in zip(got[2], ref[2], strict=True):
+        torch.testing.assert_close(a.cpu().double(), b, atol=tol, rtol=tol)
 
 
 @pytest.mark.parametrize("causal,mode", MODES)
