@@ -32,6 +32,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
         raise
 
 
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append ``line`` by rewriting the file atomically (a crash never leaves half a line).
+    One writer per file: two processes appending at once can lose a line."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else ""
+    with atomic_write(path) as f:
+        f.write(old + line + "\n")
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through :func:`atomic_write`."""
     import torch

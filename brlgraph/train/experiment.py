@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from brlgraph.errors import ConfigError, DataError
-from brlgraph.io import atomic_write
+from brlgraph.io import append_line
 from brlgraph.sequences import GraphView, HopSequenceSampler, hop_ordered_sequences, node_order
 from brlgraph.train.config import HGB_DATASETS, Config, validate
 from brlgraph.train.loop import fit
@@ -349,13 +349,6 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
               "seed": config.seed, "split_seed": config.data.split_seed, "device": device,
               "resumed": resume, "metrics": metrics, "config": config.to_dict()}
     results = Path(results_file) if results_file is not None else out / "results.jsonl"
-    _append_line(results, json.dumps(record, sort_keys=True))
+    append_line(results, json.dumps(record, sort_keys=True))
     return {"metrics": metrics, "predictions": task.predictions("test", logits["test"]), "config": config.to_dict(),
-            "history": summary["history"]}
-
-
-def _append_line(path: Path, line: str) -> None:
-    """Append ``line`` by rewriting the file atomically (a crash never leaves half a line)."""
-    old = path.read_text() if path.exists() else ""
-    with atomic_write(path) as f:
-        f.write(old + line + "\n")
+            "history": summary["history"], "record": record}

@@ -13,22 +13,31 @@
 
 A data set that cannot be loaded (Freebase: no graph files here) is reported as
 one line and skipped; the others go on.
+
+``jobs`` > 1 trains that many runs (seeds and data sets) at once, each in a process
+of its own with cores / jobs torch threads (or ``OMP_NUM_THREADS`` where it is set),
+without progress bars. Each run is seeded on its own, so its scores are those of a
+sequential run with the same threads per run; the tables list runs in seed order
+whatever order they end in, and only the parent process writes ``results.jsonl``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import os
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from brlgraph.errors import DataError
-from brlgraph.io import atomic_write
+from brlgraph.io import append_line, atomic_write
 from brlgraph.train.published import PUBLISHED_HGB, PUBLISHED_KNN
 
 OURS = "brlgraph BRLFormer (ours)"
@@ -88,37 +97,88 @@ def write_hgb_predictions(path: str | Path, predictions: dict[str, Any]) -> None
             f.write(f"{gid}\t\t{predictions['node_type_id']}\t{','.join(map(str, labels))}\n")
 
 
-def reproduce_hgb(datasets: Sequence[str], seeds: int, out: str | Path, device: str = "cpu",
-                  overrides: Sequence[str] = (), progress: bool = True,
-                  log: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Train every data set ``seeds`` times; write the table and prediction files into ``out``."""
+def _train_one(dataset: str, seed: int, overrides: Sequence[str], out: Path, device: str,
+               progress: bool, results_file: Path | None) -> dict[str, Any]:
+    """One reproduction run: the data set's tuned config at ``seed`` (also its split seed)."""
     from brlgraph.train.config import build_config
     from brlgraph.train.experiment import run_experiment
 
+    config = build_config(dataset, None, [*overrides, f"seed={seed}", f"data.split_seed={seed}"])
+    result = run_experiment(config, out / "runs" / f"{config.data.name}-seed{seed}", device=device,
+                            progress=progress, results_file=results_file)
+    return {**result, "dataset": config.data.name, "attention": config.model.attention}
+
+
+def _init_worker(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Path, device: str,
+             progress: bool, jobs: int) -> Iterator[tuple[str, int, dict[str, Any] | DataError]]:
+    """Train every (data set, seed) of ``runs``; yield (data set, seed, result or the
+    DataError it raised) as each ends (in order when ``jobs`` = 1)."""
+    if jobs == 1:
+        failed = set()
+        for dataset, seed in runs:
+            if dataset in failed:  # its data could not be read: the other seeds would fail alike
+                continue
+            try:
+                yield dataset, seed, _train_one(dataset, seed, overrides, out, device, progress,
+                                                out / "results.jsonl")
+            except DataError as err:
+                failed.add(dataset)
+                yield dataset, seed, err
+        return
+    threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, (os.cpu_count() or 1) // jobs)
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads,))
+    try:
+        # each run writes its record into its own folder; this process alone appends to
+        # the shared results.jsonl, so no line is lost to two writers
+        futures = {pool.submit(_train_one, dataset, seed, overrides, out, device, False, None): (dataset, seed)
+                   for dataset, seed in runs}
+        for future in as_completed(futures):
+            dataset, seed = futures[future]
+            try:
+                result = future.result()
+            except DataError as err:
+                yield dataset, seed, err
+                continue
+            append_line(out / "results.jsonl", json.dumps(result["record"], sort_keys=True))
+            yield dataset, seed, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def reproduce_hgb(datasets: Sequence[str], seeds: int, out: str | Path, device: str = "cpu",
+                  overrides: Sequence[str] = (), progress: bool = True,
+                  log: Callable[[str], None] | None = None, jobs: int = 1) -> pd.DataFrame:
+    """Train every data set ``seeds`` times (``jobs`` runs at once); write the table and
+    prediction files into ``out``."""
     log = log or (lambda line: print(line, file=sys.stderr))
     out = Path(out)
-    scores: dict[str, list[dict[str, float]]] = {}
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    failed: set[str] = set()
     attention = "brl"
-    for dataset in datasets:
-        runs: list[dict[str, float]] = []
-        try:
-            for seed in range(1, seeds + 1):
-                config = build_config(dataset, None, [*overrides, f"seed={seed}",
-                                                       f"data.split_seed={seed}"])
-                attention = config.model.attention
-                result = run_experiment(config, out / "runs" / f"{config.data.name}-seed{seed}",
-                                        device=device, progress=progress,
-                                        results_file=out / "results.jsonl")
-                write_hgb_predictions(out / f"{config.data.name}_{seed}.txt", result["predictions"])
-                m = result["metrics"]
-                runs.append(m)
-                log(f"{config.data.name} seed {seed}: test Micro-F1 {100 * m['test_micro_f1']:.2f}"
-                    f"  Macro-F1 {100 * m['test_macro_f1']:.2f}  ({m['epochs']} epochs, "
-                    f"{m['seconds']:.0f} s)")
-        except DataError as err:
-            log(f"brlgraph: error: {dataset}: {err} -- skipping {dataset}")
-        if runs:
-            scores[dataset] = runs
+    runs = [(d, seed) for d in datasets for seed in range(1, seeds + 1)]
+    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs):
+        if isinstance(result, DataError):
+            if dataset not in failed:  # every seed of it fails the same way: say it once
+                failed.add(dataset)
+                log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
+            continue
+        name, m = result["dataset"], result["metrics"]
+        attention = result["attention"]
+        write_hgb_predictions(out / f"{name}_{seed}.txt", result["predictions"])
+        done[dataset, seed] = m
+        log(f"{name} seed {seed}: test Micro-F1 {100 * m['test_micro_f1']:.2f}"
+            f"  Macro-F1 {100 * m['test_macro_f1']:.2f}  ({m['epochs']} epochs, "
+            f"{m['seconds']:.0f} s)")
+    scores = {d: [done[d, s] for s in range(1, seeds + 1) if (d, s) in done]
+              for d in datasets if any((d, s) in done for s in range(1, seeds + 1))}
     frame = hgb_table(scores, datasets, attention)
     with atomic_write(out / "hgb_table.md") as f:
         f.write(to_markdown(frame))
@@ -129,25 +189,24 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int, out: str | Path, device: 
 
 
 def reproduce_knn(seeds: int, out: str | Path, device: str = "cpu", overrides: Sequence[str] = (),
-                  progress: bool = True, log: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """20News as one sequence (kNN graph, k = 5): test accuracy over ``seeds`` random splits."""
-    from brlgraph.train.config import build_config
-    from brlgraph.train.experiment import run_experiment
-
+                  progress: bool = True, log: Callable[[str], None] | None = None,
+                  jobs: int = 1) -> pd.DataFrame:
+    """20News as one sequence (kNN graph, k = 5): test accuracy over ``seeds`` random splits
+    (``jobs`` runs at once)."""
     log = log or (lambda line: print(line, file=sys.stderr))
     out = Path(out)
-    accuracies, runs = [], []
+    done: dict[int, dict[str, Any]] = {}
     attention = "brl"
-    for seed in range(1, seeds + 1):
-        config = build_config("20News", None, [*overrides, f"seed={seed}", f"data.split_seed={seed}"])
-        attention = config.model.attention
-        result = run_experiment(config, out / "runs" / f"20News-seed{seed}", device=device,
-                                progress=progress, results_file=out / "results.jsonl")
-        m = result["metrics"]
-        runs.append(m)
-        accuracies.append(100 * m["test_accuracy"])
-        log(f"20News seed {seed}: test accuracy {accuracies[-1]:.2f}  ({m['epochs']} epochs, "
+    for _, seed, result in _run_all([("20News", s) for s in range(1, seeds + 1)], overrides, out,
+                                    device, progress, jobs):
+        if isinstance(result, DataError):
+            raise result
+        m, attention = result["metrics"], result["attention"]
+        done[seed] = m
+        log(f"20News seed {seed}: test accuracy {100 * m['test_accuracy']:.2f}  ({m['epochs']} epochs, "
             f"{m['seconds']:.0f} s)")
+    runs = [done[s] for s in sorted(done)]
+    accuracies = [100 * m["test_accuracy"] for m in runs]
     mean, std = mean_std(accuracies)
     ours = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
     frame = pd.DataFrame.from_dict(

@@ -77,3 +77,40 @@ def test_reproduce_with_nothing_runnable_fails(tmp_path, monkeypatch, capsys, ca
     assert code == 2
     assert "none of ACM could be run" in err and "Traceback" not in err
     assert not (tmp_path / "rep" / "ACM_1.txt").exists()
+
+
+def test_parallel_runs_equal_sequential_ones(tmp_path, monkeypatch, capsys, cache_dir):
+    # two runs at once, each in a process of its own with one thread, against the same runs
+    # one after the other in this process with one thread: the same scores and predictions,
+    # in seed order, and one results line per run
+    import torch
+
+    monkeypatch.setenv("BRLGRAPH_DATA", str(require_data("hgb", "DBLP.zip").parents[1]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    argv = ["reproduce", "hgb", "--datasets", "DBLP,Freebase", "--seeds", "2", "--quiet", *TINY]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*argv, "--out", str(tmp_path / "seq")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert main([*argv, "--jobs", "2", "--out", str(tmp_path / "par")]) == 0
+    err = capsys.readouterr().err
+    assert sum("Freebase" in line and "error" in line for line in err.splitlines()) == 2  # once per call
+
+    def scores(folder):
+        return [{k: v for k, v in m.items() if "seconds" not in k}
+                for m in json.loads((tmp_path / folder / "hgb_scores.json").read_text())["DBLP"]]
+
+    assert scores("par") == scores("seq") and len(scores("par")) == 2
+    for seed in (1, 2):
+        assert (tmp_path / "par" / f"DBLP_{seed}.txt").read_text() == \
+            (tmp_path / "seq" / f"DBLP_{seed}.txt").read_text()
+    lines = (tmp_path / "par" / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["seed"] for line in lines) == [1, 2]
+    assert (tmp_path / "par" / "hgb_table.md").read_text() == (tmp_path / "seq" / "hgb_table.md").read_text()
+
+
+def test_jobs_must_be_positive(capsys):
+    assert main(["reproduce", "hgb", "--datasets", "DBLP", "--jobs", "0"]) == 2
+    assert "--jobs 0" in capsys.readouterr().err
