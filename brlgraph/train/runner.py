@@ -118,12 +118,14 @@ def _init_worker(threads: int | None) -> None:
 
 def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Path, device: str,
              progress: bool, jobs: int) -> Iterator[tuple[str, int, dict[str, Any] | DataError]]:
-    """Train every (data set, seed) of ``runs``; yield (data set, seed, result or the
-    DataError it raised) as each ends (in order when ``jobs`` = 1)."""
+    """Train every (data set, seed) of ``runs``; yield (data set, seed, result) as each
+    ends (in order when ``jobs`` = 1). A data set whose files cannot be read yields its
+    DataError once, for its first failing seed, and no more runs (one by one, its other
+    seeds are not started: they would fail alike)."""
+    failed: set[str] = set()
     if jobs == 1:
-        failed = set()
         for dataset, seed in runs:
-            if dataset in failed:  # its data could not be read: the other seeds would fail alike
+            if dataset in failed:
                 continue
             try:
                 yield dataset, seed, _train_one(dataset, seed, overrides, out, device, progress,
@@ -145,7 +147,9 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
             try:
                 result = future.result()
             except DataError as err:
-                yield dataset, seed, err
+                if dataset not in failed:
+                    failed.add(dataset)
+                    yield dataset, seed, err
                 continue
             append_line(out / "results.jsonl", json.dumps(result["record"], sort_keys=True))
             yield dataset, seed, result
@@ -161,14 +165,11 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int, out: str | Path, device: 
     log = log or (lambda line: print(line, file=sys.stderr))
     out = Path(out)
     done: dict[tuple[str, int], dict[str, Any]] = {}
-    failed: set[str] = set()
     attention = "brl"
     runs = [(d, seed) for d in datasets for seed in range(1, seeds + 1)]
     for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs):
         if isinstance(result, DataError):
-            if dataset not in failed:  # every seed of it fails the same way: say it once
-                failed.add(dataset)
-                log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
+            log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
             continue
         name, m = result["dataset"], result["metrics"]
         attention = result["attention"]
@@ -177,8 +178,8 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int, out: str | Path, device: 
         log(f"{name} seed {seed}: test Micro-F1 {100 * m['test_micro_f1']:.2f}"
             f"  Macro-F1 {100 * m['test_macro_f1']:.2f}  ({m['epochs']} epochs, "
             f"{m['seconds']:.0f} s)")
-    scores = {d: [done[d, s] for s in range(1, seeds + 1) if (d, s) in done]
-              for d in datasets if any((d, s) in done for s in range(1, seeds + 1))}
+    per_data = {d: [done[d, s] for s in range(1, seeds + 1) if (d, s) in done] for d in datasets}
+    scores = {d: rs for d, rs in per_data.items() if rs}
     frame = hgb_table(scores, datasets, attention)
     with atomic_write(out / "hgb_table.md") as f:
         f.write(to_markdown(frame))
