@@ -27,7 +27,9 @@ sparse product). Features stay in ``graph.x_dict``; the model caches them on its
 device. Hyper-parameters (keyword arguments of ``from_data``): ``hidden``, ``layers``,
 ``heads``, ``attention``, ``window``, ``reservoir``, ``attention_options``, ``dropout``,
 ``attention_dropout``, ``input_dropout``, ``gnn_layers``, ``gnn``, ``ff_mult``, ``logit_norm``,
-``label_inputs`` (known labels as node inputs, see ``node_states``), ``featureless`` (node
+``label_inputs`` (known labels as node inputs, see ``node_states``), ``degree_encoding``
+(a learned embedding of each node's log-degree per neighbour type, see ``node_states``),
+``featureless`` (node
 types whose features are replaced by learned embeddings), and
 ``max_hops`` (BRLFormer, >= the sequences' max_hops) or ``order`` (graph model).
 
@@ -47,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -83,6 +86,23 @@ def backend_options(
 
 
 ModelT = TypeVar("ModelT", bound="_GraphModel")
+
+#: degree buckets of ``degree_encoding``: floor(log2(1 + degree)), the last one open-ended
+DEGREE_BUCKETS = 16
+
+
+def degree_buckets(graph: GraphView) -> Tensor:
+    """[N, T] ids of ``_GraphModel.degree_emb``: row v, column t holds
+    ``t * DEGREE_BUCKETS + min(floor(log2(1 + d_t(v))), DEGREE_BUCKETS - 1)`` with
+    :math:`d_t(v)` the number of v's neighbours of type t (edges counted as stored,
+    repeated edges as often as they occur)."""
+    t = len(graph.node_types)
+    deg = graph.degree()
+    row = np.repeat(np.arange(graph.num_nodes, dtype=np.int64), deg)
+    counts = np.bincount(row * t + graph.node_type.numpy()[graph.indices],
+                         minlength=graph.num_nodes * t).reshape(graph.num_nodes, t)
+    buckets = np.minimum(np.floor(np.log2(1.0 + counts)).astype(np.int64), DEGREE_BUCKETS - 1)
+    return torch.from_numpy(buckets + np.arange(t, dtype=np.int64) * DEGREE_BUCKETS)
 
 
 class FeedForward(nn.Sequential):
@@ -168,6 +188,7 @@ class _GraphModel(nn.Module):
         ff_mult: int = 2,
         logit_norm: float = 0.0,
         label_inputs: bool = False,
+        degree_encoding: bool = False,
         num_relations: int = 1,
     ) -> None:
         super().__init__()
@@ -195,6 +216,13 @@ class _GraphModel(nn.Module):
         self.logit_norm = float(logit_norm)
         # label trick: known labels enter as one more input of their nodes (see node_states)
         self.label_proj = nn.Linear(num_classes, hidden, bias=False) if label_inputs else None
+        # degree encoding (Graphormer's centrality encoding, per neighbour type): zero-init,
+        # so a model with it starts as the model without it
+        t = len(in_dims)
+        self.degree_emb = nn.Embedding(t * DEGREE_BUCKETS, hidden) if degree_encoding else None
+        if self.degree_emb is not None:
+            nn.init.zeros_(self.degree_emb.weight)
+        self._degree_ids: tuple[GraphView, str, Tensor] | None = None
 
     @classmethod
     def from_data(
@@ -224,7 +252,7 @@ class _GraphModel(nn.Module):
         return cls(in_dims, num_nodes, int(num_classes), **hparams)
 
     def node_states(self, graph: GraphView, ids: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
-        """Input states of the nodes before the blocks: projection (+ GNN), [N, d].
+        r"""Input states of the nodes before the blocks: projection (+ GNN), [N, d].
 
         With ``ids`` [K] and no GNN, only those nodes are projected ([K, d]); with a
         GNN all N nodes are computed and ``ids`` selects rows.
@@ -235,6 +263,14 @@ class _GraphModel(nn.Module):
         the GNN, so the labels travel along the graph and into the tokens (the label
         trick of UniMP / GAMLP; the caller decides which labels are shown: never
         those of the nodes it computes a loss on).
+
+        With ``degree_encoding=True`` the projection also gets
+        :math:`\sum_t e_{t, b_t(v)}`, one learned vector per node type t and degree
+        bucket :math:`b_t(v) = \min(\lfloor \log_2(1 + d_t(v)) \rfloor, 15)` of v's
+        number of neighbours of type t: Graphormer's centrality encoding, split by
+        neighbour type, since mean aggregation (path tokens, SAGE) and attention
+        otherwise do not see how many neighbours a node has. The vectors start at
+        zero, so training starts from the model without them.
         """
         if labels is not None and self.label_proj is None:
             raise ConfigError("labels were given to a model built without label_inputs=True")
@@ -249,10 +285,22 @@ class _GraphModel(nn.Module):
                                   f"{self.label_proj.in_features}], got {list(labels.shape)}")
             labels = labels.to(h.device, h.dtype)
             h = h + self.label_proj(labels if ids is None or self.gnn is not None else labels[ids])
+        if self.degree_emb is not None:
+            deg = self.degree_ids(graph, h.device)
+            h = h + self.degree_emb(deg if ids is None or self.gnn is not None else deg[ids]).sum(1)
         if self.gnn is None:
             return h
         h = self.gnn(h, graph)
         return h if ids is None else h[ids]
+
+    def degree_ids(self, graph: GraphView, device: torch.device) -> Tensor:
+        """Rows [N, T] of ``degree_emb``: for node v and node type t, the bucket of v's
+        number of neighbours of type t (:func:`degree_buckets`), offset by t * buckets
+        (cached for the last graph and device)."""
+        cached = self._degree_ids
+        if cached is None or cached[0] is not graph or cached[1] != str(device):
+            self._degree_ids = cached = (graph, str(device), degree_buckets(graph).to(device))
+        return cached[2]
 
     def readout(self, x: Tensor) -> Tensor:
         """Final states [*, d] -> logits [*, C]; with ``logit_norm`` = s > 0 the logits

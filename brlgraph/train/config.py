@@ -108,6 +108,10 @@ class ModelConfig:
     #: never of the nodes whose loss it computes; evaluation shows every training
     #: label (never a validation or test label). 0 = off
     label_inputs: float = 0.0
+    #: Graphormer's degree (centrality) encoding, per neighbour type: a learned vector
+    #: per node type t and log2 bucket of the node's number of type-t neighbours is
+    #: added to its input projection (zero-initialised)
+    degree_encoding: bool = False
 
 
 @dataclass

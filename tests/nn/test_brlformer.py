@@ -436,6 +436,51 @@ def test_label_inputs_are_added_to_the_node_inputs(gnn_layers):
         BRLFormer.from_data(data, **SMALL)(graph, seqs, labels=labels)
 
 
+def test_degree_buckets_count_the_neighbours_of_each_type():
+    import math
+
+    from brlgraph.nn.brlformer import DEGREE_BUCKETS, degree_buckets
+
+    graph = GraphView.from_data(toy_hetero())
+    ids = degree_buckets(graph)
+    t = len(graph.node_types)
+    assert ids.shape == (graph.num_nodes, t)
+    types = graph.node_type.tolist()
+    for v in range(graph.num_nodes):  # node by node, from the CSR rows
+        nbrs = graph.indices[graph.indptr[v]:graph.indptr[v + 1]].tolist()
+        for s in range(t):
+            d = sum(types[u] == s for u in nbrs)
+            bucket = min(int(math.floor(math.log2(1 + d))), DEGREE_BUCKETS - 1)
+            assert int(ids[v, s]) == s * DEGREE_BUCKETS + bucket, (v, s, d)
+    assert int(ids[:, 0].max()) < DEGREE_BUCKETS  # a type's rows stay in its own block
+
+
+@pytest.mark.parametrize("gnn_layers", [0, 2])
+def test_degree_encoding_starts_as_the_plain_model_and_learns(gnn_layers):
+    from brlgraph.nn.brlformer import degree_buckets
+
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    opts = dict(gnn_layers=gnn_layers, gnn="hsage", path_tokens=1, **SMALL)
+    plain = BRLFormer.from_data(data, **opts).eval()
+    model = BRLFormer.from_data(data, degree_encoding=True, **opts).eval()
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["degree_emb.weight"]
+    seqs = hop_ordered_sequences(graph, None, 8, node_type="author", max_hops=3)
+    with torch.no_grad():
+        torch.testing.assert_close(model(graph, seqs), plain(graph, seqs))  # zero-initialised
+        model.degree_emb.weight.normal_()
+        # the definition: sum over neighbour types of the bucket's vector, added before the GNN
+        h0 = plain.encoder(graph) + model.degree_emb(degree_buckets(graph)).sum(1)
+        expected = h0 if model.gnn is None else model.gnn(h0, graph)
+        torch.testing.assert_close(model.node_states(graph), expected)
+        ids = torch.tensor([3, 40, 81])
+        torch.testing.assert_close(model.node_states(graph, ids), expected[ids])
+    model.train()
+    model(graph, seqs).square().sum().backward()
+    assert model.degree_emb.weight.grad.abs().sum() > 0
+
+
 def _typed_toy() -> HeteroData:
     """Two edge types between papers (each other's reverse, as ACM's cite/ref) and one
     edge type, author -> paper, listed without its reverse."""
