@@ -216,10 +216,11 @@ class _GraphModel(nn.Module):
         self.logit_norm = float(logit_norm)
         # label trick: known labels enter as one more input of their nodes (see node_states)
         self.label_proj = nn.Linear(num_classes, hidden, bias=False) if label_inputs else None
-        # degree encoding (Graphormer's centrality encoding, per neighbour type): zero-init,
-        # so a model with it starts as the model without it
-        t = len(in_dims)
-        self.degree_emb = nn.Embedding(t * DEGREE_BUCKETS, hidden) if degree_encoding else None
+        # degree encoding (Graphormer's centrality encoding, per neighbour type): a bag that
+        # sums a node's T vectors without building [N, T, d]; zero-init, so a model with it
+        # starts as the model without it
+        self.degree_emb = (nn.EmbeddingBag(len(in_dims) * DEGREE_BUCKETS, hidden, mode="sum")
+                           if degree_encoding else None)
         if self.degree_emb is not None:
             nn.init.zeros_(self.degree_emb.weight)
         self._degree_ids: tuple[GraphView, str, Tensor] | None = None
@@ -287,7 +288,7 @@ class _GraphModel(nn.Module):
             h = h + self.label_proj(labels if ids is None or self.gnn is not None else labels[ids])
         if self.degree_emb is not None:
             deg = self.degree_ids(graph, h.device)
-            h = h + self.degree_emb(deg if ids is None or self.gnn is not None else deg[ids]).sum(1)
+            h = h + self.degree_emb(deg if ids is None or self.gnn is not None else deg[ids])
         if self.gnn is None:
             return h
         h = self.gnn(h, graph)

@@ -471,7 +471,7 @@ def test_degree_encoding_starts_as_the_plain_model_and_learns(gnn_layers):
         torch.testing.assert_close(model(graph, seqs), plain(graph, seqs))  # zero-initialised
         model.degree_emb.weight.normal_()
         # the definition: sum over neighbour types of the bucket's vector, added before the GNN
-        h0 = plain.encoder(graph) + model.degree_emb(degree_buckets(graph)).sum(1)
+        h0 = plain.encoder(graph) + model.degree_emb.weight[degree_buckets(graph)].sum(1)
         expected = h0 if model.gnn is None else model.gnn(h0, graph)
         torch.testing.assert_close(model.node_states(graph), expected)
         ids = torch.tensor([3, 40, 81])
