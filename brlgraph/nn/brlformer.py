@@ -97,8 +97,7 @@ def degree_buckets(graph: GraphView) -> Tensor:
     :math:`d_t(v)` the number of v's neighbours of type t (edges counted as stored,
     repeated edges as often as they occur)."""
     t = len(graph.node_types)
-    deg = graph.degree()
-    row = np.repeat(np.arange(graph.num_nodes, dtype=np.int64), deg)
+    row = graph.edge_index[0].numpy()
     counts = np.bincount(row * t + graph.node_type.numpy()[graph.indices],
                          minlength=graph.num_nodes * t).reshape(graph.num_nodes, t)
     buckets = np.minimum(np.floor(np.log2(1.0 + counts)).astype(np.int64), DEGREE_BUCKETS - 1)

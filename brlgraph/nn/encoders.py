@@ -390,7 +390,7 @@ def _relation_edges(graph: GraphView) -> list[tuple[int, int, np.ndarray, np.nda
     self-loops dropped, relations left without edges left out)."""
     if not graph.relations:  # one relation per pair of node types, in type_pair_means' order
         types = graph.node_type.numpy()
-        row = np.repeat(np.arange(graph.num_nodes, dtype=np.int64), graph.degree())
+        row = graph.edge_index[0].numpy()
         pair = types[row] * len(graph.node_types) + types[graph.indices]
         return [(int(k) // len(graph.node_types), int(k) % len(graph.node_types),
                  row[pair == k], graph.indices[pair == k]) for k in np.unique(pair)]

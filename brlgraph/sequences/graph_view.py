@@ -179,7 +179,7 @@ class GraphView:
             raise DataError(f"unknown node types {unknown}; the graph has {self.node_types}")
         gone = torch.isin(self.node_type, torch.tensor([self.node_types.index(t) for t in node_types],
                                                        dtype=torch.long)).numpy()
-        row = np.repeat(np.arange(self.num_nodes, dtype=np.int64), self.degree())
+        row = self.edge_index[0].numpy()
         keep = ~(gone[row] | gone[self.indices])
         counts = np.bincount(row[keep], minlength=self.num_nodes)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)

@@ -102,5 +102,5 @@ def bandwidth(graph: GraphView, order: Tensor) -> int:
     if graph.num_edges == 0:
         return 0
     pos = inverse_permutation(order).numpy()
-    row = np.repeat(np.arange(graph.num_nodes), graph.degree())
+    row = graph.edge_index[0].numpy()
     return int(np.abs(pos[row] - pos[graph.indices]).max())
