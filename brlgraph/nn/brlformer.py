@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
 from brlgraph.nn.attention import attention_options, make_attention
+from brlgraph.nn.cache import LastGraphCache
 from brlgraph.nn.encoders import (
     LocalGNNEncoder,
     NodeInputEncoder,
@@ -222,7 +223,7 @@ class _GraphModel(nn.Module):
                            if degree_encoding else None)
         if self.degree_emb is not None:
             nn.init.zeros_(self.degree_emb.weight)
-        self._degree_ids: tuple[GraphView, str, Tensor] | None = None
+        self._degree_ids: LastGraphCache[Tensor] = LastGraphCache()
 
     @classmethod
     def from_data(
@@ -297,10 +298,7 @@ class _GraphModel(nn.Module):
         """Rows [N, T] of ``degree_emb``: for node v and node type t, the bucket of v's
         number of neighbours of type t (:func:`degree_buckets`), offset by t * buckets
         (cached for the last graph and device)."""
-        cached = self._degree_ids
-        if cached is None or cached[0] is not graph or cached[1] != str(device):
-            self._degree_ids = cached = (graph, str(device), degree_buckets(graph).to(device))
-        return cached[2]
+        return self._degree_ids.get(graph, device, lambda: degree_buckets(graph).to(device))
 
     def readout(self, x: Tensor) -> Tensor:
         """Final states [*, d] -> logits [*, C]; with ``logit_norm`` = s > 0 the logits
@@ -387,7 +385,7 @@ class BRLFormer(_GraphModel):
         d, t = self.head.in_features, self.num_types
         self.path_delta = (nn.Parameter(torch.zeros(sum(t ** k for k in range(1, path_tokens + 1)), d, d))
                            if path_transform else None)
-        self._pair_means: tuple[GraphView, str, Any] | None = None
+        self._pair_means: LastGraphCache[Any] = LastGraphCache()
 
     def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None,
                labels: Tensor | None = None) -> Tensor:
@@ -421,10 +419,7 @@ class BRLFormer(_GraphModel):
         if self.gnn is not None and self.gnn.kind == "hsage":  # the same blocks, built once there
             blocks, slices = self.gnn.adjacency(graph, device)
         else:
-            cached = self._pair_means
-            if cached is None or cached[0] is not graph or cached[1] != str(device):
-                self._pair_means = cached = (graph, str(device), type_pair_means(graph, device))
-            blocks, slices = cached[2]
+            blocks, slices = self._pair_means.get(graph, device, lambda: type_pair_means(graph, device))
         paths, means = type_path_means(node_states, blocks, slices, start, self.path_hops)
         if not paths:
             return paths, node_states.new_zeros(len(targets), 0, node_states.shape[-1])
@@ -492,13 +487,11 @@ class BRLGraphSequenceModel(_GraphModel):
             raise ConfigError(f"unknown node order {order!r}; choose one of {NODE_ORDERS}")
         super().__init__(in_dims, num_nodes, num_classes, **kwargs)
         self.order = order
-        self._order_cache: tuple[GraphView, Tensor] | None = None
+        self._order_cache: LastGraphCache[Tensor] = LastGraphCache()
 
     def node_permutation(self, graph: GraphView) -> Tensor:
         """The sequence order of ``graph``'s nodes [N] (cached for the last graph seen)."""
-        if self._order_cache is None or self._order_cache[0] is not graph:
-            self._order_cache = (graph, node_order(graph, self.order))
-        return self._order_cache[1]
+        return self._order_cache.get(graph, None, lambda: node_order(graph, self.order))
 
     def forward(self, graph: GraphView, order: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
         """Logits [N, C] of every node (``order`` overrides the cached permutation;

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 
 from brlgraph.errors import ConfigError
+from brlgraph.nn.cache import LastGraphCache
 from brlgraph.sequences import GraphView
 
 GNN_KINDS = ("gcn", "sage", "gat", "hsage", "rsage")
@@ -259,13 +261,14 @@ class LocalGNNEncoder(nn.Module):
         self.convs = nn.ModuleList(conv() for _ in range(num_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
         self.dropout = nn.Dropout(dropout)
-        self._adjacency: tuple[GraphView, str, Tensor] | None = None
+        self._adjacency: LastGraphCache[Any] = LastGraphCache()
 
-    def adjacency(self, graph: GraphView, device: torch.device) -> Tensor:
-        """What the convolutions take for ``graph``: a sparse CSR matrix or edge_index (cached)."""
-        cached = self._adjacency
-        if cached is not None and cached[0] is graph and cached[1] == str(device):
-            return cached[2]
+    def adjacency(self, graph: GraphView, device: torch.device) -> Any:
+        """What the convolutions take for ``graph``: a sparse CSR matrix, edge_index, or
+        the blocks of ``hsage`` / ``rsage`` (cached for the last graph and device)."""
+        return self._adjacency.get(graph, device, lambda: self._build_adjacency(graph, device))
+
+    def _build_adjacency(self, graph: GraphView, device: torch.device) -> Any:
         n = graph.num_nodes
         if self.kind == "gat":
             adj = graph.edge_index
@@ -293,10 +296,7 @@ class LocalGNNEncoder(nn.Module):
                     adj = torch.sparse_csr_tensor(
                         indptr, indices, torch.ones(indices.numel()), (n, n), check_invariants=False
                     )
-        if not isinstance(adj, tuple):
-            adj = adj.to(device)
-        self._adjacency = (graph, str(device), adj)
-        return adj
+        return adj if isinstance(adj, tuple) else adj.to(device)
 
     def forward(self, h: Tensor, graph: GraphView) -> Tensor:
         """h [N, d] -> [N, d] over the adjacency of ``graph``."""
