@@ -3,6 +3,8 @@
     brlgraph reproduce hgb [--datasets DBLP,ACM,IMDB,Freebase] [--seeds 5] [--jobs N] [--out DIR]
     brlgraph reproduce knn [--seeds 5] [--jobs N] [--out DIR]
 
+``--seeds`` is N (seeds 1..N), a range ``6-10`` or a list ``1,4,9``.
+
 ``hgb`` prints our mean +- std of the test Micro-/Macro-F1 (%) beside HINormer,
 SeHGNN, LMSPS and the best published row, saves the table as Markdown and CSV,
 and writes HGB-format prediction files ``<DATA>_<seed>.txt`` into ``--out``.
@@ -26,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="hgb: HGB node classification; knn: 20News kNN graph")
     p.add_argument("--datasets", default=DEFAULT_HGB, metavar="A,B,...",
                    help=f"comma-separated data sets (default {DEFAULT_HGB})")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 1..N (default 5)")
+    p.add_argument("--seeds", default="5", metavar="N|A-B|A,B,...",
+                   help="N: seeds 1..N (default 5); A-B: seeds A..B; A,B,...: those seeds")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default runs/reproduce-<benchmark>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -39,21 +42,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: ``N`` -> 1..N, ``A-B`` -> A..B, ``A,B,...`` -> those (all positive, distinct)."""
+    spec = text.strip()
+    try:
+        if "," in spec:
+            seeds = [int(s) for s in spec.split(",") if s.strip()]
+        elif "-" in spec:
+            lo, hi = (int(s) for s in spec.split("-"))
+            seeds = list(range(lo, hi + 1))
+        else:
+            seeds = list(range(1, int(spec) + 1))
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 1 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text}: give N (seeds 1..N), a range A-B with 1 <= A <= B, "
+                          "or distinct positive seeds A,B,...")
+    return seeds
+
+
 def run(args: argparse.Namespace) -> int:
     from brlgraph.cli.train import resolve_device
     from brlgraph.train.config import HGB_DATASETS, canonical_dataset, parse_override
     from brlgraph.train.runner import reproduce_hgb, reproduce_knn, to_markdown
 
     out = args.out or f"runs/reproduce-{args.benchmark}"
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds {args.seeds}: need at least 1")
+    seeds = parse_seeds(args.seeds)
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1")
     for item in args.overrides:
         parse_override(item)
     device = resolve_device(args.device)
     if args.benchmark == "knn":
-        frame = reproduce_knn(args.seeds, out, device=device, overrides=args.overrides,
+        frame = reproduce_knn(seeds, out, device=device, overrides=args.overrides,
                               progress=not args.quiet, jobs=args.jobs)
         print(to_markdown(frame), end="")
         print(f"wrote {out}/knn_table.md and knn_table.csv")
@@ -64,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     for d in datasets:
         if d not in HGB_DATASETS:
             raise ConfigError(f"--datasets: {d} is not an HGB data set ({', '.join(HGB_DATASETS)})")
-    frame = reproduce_hgb(datasets, args.seeds, out, device=device, overrides=args.overrides,
+    frame = reproduce_hgb(datasets, seeds, out, device=device, overrides=args.overrides,
                           progress=not args.quiet, jobs=args.jobs)
     print(to_markdown(frame), end="")
     ran = [d for d in datasets if frame.iloc[0][f"{d} Micro-F1"] != "n/a"]

@@ -1,7 +1,8 @@
 """Multi-seed reproductions: HGB tables beside the published rows, HGB prediction files.
 
 ``reproduce_hgb`` trains the tuned default config of each data set once per seed
-(seeds 1..N, each also the seed of the train/validation split), then
+(seeds 1..N, or any list of seeds; each also the seed of the train/validation
+split), then
 
 - prints and saves (``hgb_table.md``, ``hgb_table.csv``) our mean +- std of the
   test Micro-/Macro-F1 (%) beside the published rows of
@@ -36,11 +37,24 @@ from typing import Any
 
 import pandas as pd
 
-from brlgraph.errors import DataError
+from brlgraph.errors import ConfigError, DataError
 from brlgraph.io import append_line, atomic_write
 from brlgraph.train.published import PUBLISHED_HGB, PUBLISHED_KNN
 
 OURS = "brlgraph BRLFormer (ours)"
+
+
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """The seeds of a reproduction: ``N`` means 1..N; a sequence is taken as given
+    (positive, no repeats: a repeated seed would count one run twice in the mean)."""
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ConfigError(f"seeds: need at least 1, got {seeds}")
+        return list(range(1, seeds + 1))
+    out = [int(s) for s in seeds]
+    if not out or min(out) < 1 or len(set(out)) != len(out):
+        raise ConfigError(f"seeds: need distinct positive seeds, got {list(seeds)}")
+    return out
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -157,16 +171,17 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def reproduce_hgb(datasets: Sequence[str], seeds: int, out: str | Path, device: str = "cpu",
+def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
                   overrides: Sequence[str] = (), progress: bool = True,
                   log: Callable[[str], None] | None = None, jobs: int = 1) -> pd.DataFrame:
-    """Train every data set ``seeds`` times (``jobs`` runs at once); write the table and
-    prediction files into ``out``."""
+    """Train every data set once per seed (``seeds``: see :func:`seed_list`; ``jobs``
+    runs at once); write the table and prediction files into ``out``."""
     log = log or (lambda line: print(line, file=sys.stderr))
     out = Path(out)
     done: dict[tuple[str, int], dict[str, Any]] = {}
     attention = "brl"
-    runs = [(d, seed) for d in datasets for seed in range(1, seeds + 1)]
+    seeds = seed_list(seeds)
+    runs = [(d, seed) for d in datasets for seed in seeds]
     for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs):
         if isinstance(result, DataError):
             log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
@@ -174,11 +189,11 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int, out: str | Path, device: 
         name, m = result["dataset"], result["metrics"]
         attention = result["attention"]
         write_hgb_predictions(out / f"{name}_{seed}.txt", result["predictions"])
-        done[dataset, seed] = m
+        done[dataset, seed] = {"seed": seed, **m}
         log(f"{name} seed {seed}: test Micro-F1 {100 * m['test_micro_f1']:.2f}"
             f"  Macro-F1 {100 * m['test_macro_f1']:.2f}  ({m['epochs']} epochs, "
             f"{m['seconds']:.0f} s)")
-    per_data = {d: [done[d, s] for s in range(1, seeds + 1) if (d, s) in done] for d in datasets}
+    per_data = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
     scores = {d: rs for d, rs in per_data.items() if rs}
     frame = hgb_table(scores, datasets, attention)
     with atomic_write(out / "hgb_table.md") as f:
@@ -189,24 +204,24 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int, out: str | Path, device: 
     return frame
 
 
-def reproduce_knn(seeds: int, out: str | Path, device: str = "cpu", overrides: Sequence[str] = (),
+def reproduce_knn(seeds: int | Sequence[int], out: str | Path, device: str = "cpu", overrides: Sequence[str] = (),
                   progress: bool = True, log: Callable[[str], None] | None = None,
                   jobs: int = 1) -> pd.DataFrame:
-    """20News as one sequence (kNN graph, k = 5): test accuracy over ``seeds`` random splits
-    (``jobs`` runs at once)."""
+    """20News as one sequence (kNN graph, k = 5): test accuracy over one random split per
+    seed (``seeds``: see :func:`seed_list`; ``jobs`` runs at once)."""
     log = log or (lambda line: print(line, file=sys.stderr))
     out = Path(out)
     done: dict[int, dict[str, Any]] = {}
     attention = "brl"
-    for _, seed, result in _run_all([("20News", s) for s in range(1, seeds + 1)], overrides, out,
+    for _, seed, result in _run_all([("20News", s) for s in seed_list(seeds)], overrides, out,
                                     device, progress, jobs):
         if isinstance(result, DataError):
             raise result
-        m, attention = result["metrics"], result["attention"]
+        m, attention = {"seed": seed, **result["metrics"]}, result["attention"]
         done[seed] = m
         log(f"20News seed {seed}: test accuracy {100 * m['test_accuracy']:.2f}  ({m['epochs']} epochs, "
             f"{m['seconds']:.0f} s)")
-    runs = [done[s] for s in sorted(done)]
+    runs = [done[s] for s in seed_list(seeds) if s in done]
     accuracies = [100 * m["test_accuracy"] for m in runs]
     mean, std = mean_std(accuracies)
     ours = OURS if attention == "brl" else f"brlgraph ({attention} attention)"

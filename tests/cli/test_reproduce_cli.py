@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from brlgraph.cli.main import main
+from brlgraph.cli.reproduce import parse_seeds
+from brlgraph.errors import ConfigError
 from brlgraph.train.published import PUBLISHED_HGB
-from brlgraph.train.runner import hgb_table, mean_std, write_scores
+from brlgraph.train.runner import hgb_table, mean_std, seed_list, write_scores
 from tests.conftest import require_data
 
 TINY = ["--set", "train.epochs=2", "--set", "sequences.length=8", "--set", "model.hidden=32",
@@ -114,3 +116,39 @@ def test_parallel_runs_equal_sequential_ones(tmp_path, monkeypatch, capsys, cach
 def test_jobs_must_be_positive(capsys):
     assert main(["reproduce", "hgb", "--datasets", "DBLP", "--jobs", "0"]) == 2
     assert "--jobs 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, seeds", [("3", [1, 2, 3]), ("6-8", [6, 7, 8]), ("4,1,9", [4, 1, 9]),
+                                         (" 2 ", [1, 2]), ("5-5", [5])])
+def test_seed_specs(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "8-6", "a", "1-2-3", "1,1", "0,2", "", "2.5"])
+def test_bad_seed_specs_name_the_option(text):
+    with pytest.raises(ConfigError, match="--seeds"):
+        parse_seeds(text)
+    with pytest.raises(ConfigError):
+        seed_list(0)
+    with pytest.raises(ConfigError):
+        seed_list([3, 3])
+
+
+def test_reproduce_runs_exactly_the_given_seeds_in_their_order(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_train(dataset, seed, overrides, out, device, progress, results_file):
+        calls.append((dataset, seed))
+        m = {"test_micro_f1": seed / 100, "test_macro_f1": seed / 200, "epochs": seed, "seconds": 1.0}
+        return {"metrics": m, "dataset": dataset, "attention": "brl", "record": {"seed": seed},
+                "predictions": {"global_id": [7], "labels": [[1]], "node_type_id": 0}}
+
+    monkeypatch.setattr("brlgraph.train.runner._train_one", fake_train)
+    out = tmp_path / "rep"
+    assert main(["reproduce", "hgb", "--datasets", "ACM", "--seeds", "9,6", "--out", str(out), "--quiet"]) == 0
+    assert calls == [("ACM", 9), ("ACM", 6)]
+    assert sorted(p.name for p in out.glob("ACM_*.txt")) == ["ACM_6.txt", "ACM_9.txt"]
+    scores = json.loads((out / "hgb_scores.json").read_text())["ACM"]
+    assert [(s["seed"], s["epochs"]) for s in scores] == [(9, 9), (6, 6)]
+    mean, std = mean_std([9.0, 6.0])
+    assert f"{mean:.2f} ± {std:.2f}" in capsys.readouterr().out
