@@ -1,7 +1,7 @@
 """``brlgraph reproduce``: multi-seed runs of the tuned configs beside published results.
 
-    brlgraph reproduce hgb [--datasets DBLP,ACM,IMDB,Freebase] [--seeds 5] [--jobs N] [--out DIR]
-    brlgraph reproduce knn [--seeds 5] [--jobs N] [--out DIR]
+    brlgraph reproduce hgb [--datasets DBLP,ACM,IMDB,Freebase] [--seeds 5] [--jobs N] [--out DIR] [--resume]
+    brlgraph reproduce knn [--seeds 5] [--jobs N] [--out DIR] [--resume]
 
 ``--seeds`` is N (seeds 1..N), a range ``6-10`` or a list ``1,4,9``.
 
@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="train N runs at once, each in its own process with cores/N threads "
                         "(OMP_NUM_THREADS where set) and no progress bar (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each run from its checkpoint under --out (finished runs are "
+                        "only evaluated again); use the same --out, config and --set as before")
     p.set_defaults(func=run)
 
 
@@ -75,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.benchmark == "knn":
         frame = reproduce_knn(seeds, out, device=device, overrides=args.overrides,
-                              progress=not args.quiet, jobs=args.jobs)
+                              progress=not args.quiet, jobs=args.jobs,
+                              resume=args.resume)
         print(to_markdown(frame), end="")
         print(f"wrote {out}/knn_table.md and knn_table.csv")
         return 0
@@ -86,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         if d not in HGB_DATASETS:
             raise ConfigError(f"--datasets: {d} is not an HGB data set ({', '.join(HGB_DATASETS)})")
     frame = reproduce_hgb(datasets, seeds, out, device=device, overrides=args.overrides,
-                          progress=not args.quiet, jobs=args.jobs)
+                          progress=not args.quiet, jobs=args.jobs,
+                          resume=args.resume)
     print(to_markdown(frame), end="")
     ran = [d for d in datasets if frame.iloc[0][f"{d} Micro-F1"] != "n/a"]
     if not ran:

@@ -112,14 +112,15 @@ def write_hgb_predictions(path: str | Path, predictions: dict[str, Any]) -> None
 
 
 def _train_one(dataset: str, seed: int, overrides: Sequence[str], out: Path, device: str,
-               progress: bool, results_file: Path | None) -> dict[str, Any]:
-    """One reproduction run: the data set's tuned config at ``seed`` (also its split seed)."""
+               progress: bool, results_file: Path | None, resume: bool = False) -> dict[str, Any]:
+    """One reproduction run: the data set's tuned config at ``seed`` (also its split seed);
+    ``resume`` continues from the run folder's checkpoint where there is one."""
     from brlgraph.train.config import build_config
     from brlgraph.train.experiment import run_experiment
 
     config = build_config(dataset, None, [*overrides, f"seed={seed}", f"data.split_seed={seed}"])
     result = run_experiment(config, out / "runs" / f"{config.data.name}-seed{seed}", device=device,
-                            progress=progress, results_file=results_file)
+                            resume=resume, progress=progress, results_file=results_file)
     return {**result, "dataset": config.data.name, "attention": config.model.attention}
 
 
@@ -131,7 +132,7 @@ def _init_worker(threads: int | None) -> None:
 
 
 def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Path, device: str,
-             progress: bool, jobs: int) -> Iterator[tuple[str, int, dict[str, Any] | DataError]]:
+             progress: bool, jobs: int, resume: bool = False) -> Iterator[tuple[str, int, dict[str, Any] | DataError]]:
     """Train every (data set, seed) of ``runs``; yield (data set, seed, result) as each
     ends (in order when ``jobs`` = 1). A data set whose files cannot be read yields its
     DataError once, for its first failing seed, and no more runs (one by one, its other
@@ -143,7 +144,7 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
                 continue
             try:
                 yield dataset, seed, _train_one(dataset, seed, overrides, out, device, progress,
-                                                out / "results.jsonl")
+                                                out / "results.jsonl", resume)
             except DataError as err:
                 failed.add(dataset)
                 yield dataset, seed, err
@@ -154,7 +155,7 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
     try:
         # each run writes its record into its own folder; this process alone appends to
         # the shared results.jsonl, so no line is lost to two writers
-        futures = {pool.submit(_train_one, dataset, seed, overrides, out, device, False, None): (dataset, seed)
+        futures = {pool.submit(_train_one, dataset, seed, overrides, out, device, False, None, resume): (dataset, seed)
                    for dataset, seed in runs}
         for future in as_completed(futures):
             dataset, seed = futures[future]
@@ -173,16 +174,19 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
 
 def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
                   overrides: Sequence[str] = (), progress: bool = True,
-                  log: Callable[[str], None] | None = None, jobs: int = 1) -> pd.DataFrame:
+                  log: Callable[[str], None] | None = None, jobs: int = 1,
+                  resume: bool = False) -> pd.DataFrame:
     """Train every data set once per seed (``seeds``: see :func:`seed_list`; ``jobs``
-    runs at once); write the table and prediction files into ``out``."""
+    runs at once); write the table and prediction files into ``out``. With ``resume``
+    each run continues from its checkpoint in ``out``/runs (a finished run is only
+    evaluated again; a run without one starts afresh)."""
     log = log or (lambda line: print(line, file=sys.stderr))
     out = Path(out)
     done: dict[tuple[str, int], dict[str, Any]] = {}
     attention = "brl"
     seeds = seed_list(seeds)
     runs = [(d, seed) for d in datasets for seed in seeds]
-    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs):
+    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume):
         if isinstance(result, DataError):
             log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
             continue
@@ -206,15 +210,16 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
 
 def reproduce_knn(seeds: int | Sequence[int], out: str | Path, device: str = "cpu", overrides: Sequence[str] = (),
                   progress: bool = True, log: Callable[[str], None] | None = None,
-                  jobs: int = 1) -> pd.DataFrame:
+                  jobs: int = 1, resume: bool = False) -> pd.DataFrame:
     """20News as one sequence (kNN graph, k = 5): test accuracy over one random split per
-    seed (``seeds``: see :func:`seed_list`; ``jobs`` runs at once)."""
+    seed (``seeds``: see :func:`seed_list`; ``jobs`` runs at once; ``resume`` as in
+    :func:`reproduce_hgb`)."""
     log = log or (lambda line: print(line, file=sys.stderr))
     out = Path(out)
     done: dict[int, dict[str, Any]] = {}
     attention = "brl"
     for _, seed, result in _run_all([("20News", s) for s in seed_list(seeds)], overrides, out,
-                                    device, progress, jobs):
+                                    device, progress, jobs, resume):
         if isinstance(result, DataError):
             raise result
         m, attention = {"seed": seed, **result["metrics"]}, result["attention"]

@@ -137,7 +137,7 @@ def test_bad_seed_specs_name_the_option(text):
 def test_reproduce_runs_exactly_the_given_seeds_in_their_order(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def fake_train(dataset, seed, overrides, out, device, progress, results_file):
+    def fake_train(dataset, seed, overrides, out, device, progress, results_file, resume=False):
         calls.append((dataset, seed))
         m = {"test_micro_f1": seed / 100, "test_macro_f1": seed / 200, "epochs": seed, "seconds": 1.0}
         return {"metrics": m, "dataset": dataset, "attention": "brl", "record": {"seed": seed},
@@ -152,3 +152,26 @@ def test_reproduce_runs_exactly_the_given_seeds_in_their_order(tmp_path, monkeyp
     assert [(s["seed"], s["epochs"]) for s in scores] == [(9, 9), (6, 6)]
     mean, std = mean_std([9.0, 6.0])
     assert f"{mean:.2f} ± {std:.2f}" in capsys.readouterr().out
+
+
+def test_reproduce_resume_reuses_finished_runs_and_refuses_another_config(tmp_path, monkeypatch, capsys,
+                                                                         cache_dir):
+    monkeypatch.setenv("BRLGRAPH_DATA", str(require_data("hgb", "DBLP.zip").parents[1]))
+    out = tmp_path / "rep"
+    args = ["reproduce", "hgb", "--datasets", "DBLP", "--seeds", "1", "--out", str(out), "--quiet", *TINY]
+    assert main(args) == 0
+    first = json.loads((out / "hgb_scores.json").read_text())["DBLP"]
+    predictions = (out / "DBLP_1.txt").read_text()
+    assert main([*args, "--resume"]) == 0
+    again = json.loads((out / "hgb_scores.json").read_text())["DBLP"]
+    def trained(scores):  # all but the time spent loading the data, which is measured anew
+        return [{k: v for k, v in r.items() if k != "setup_seconds"} for r in scores]
+
+    assert trained(again) == trained(first)  # evaluated again, not retrained: same seconds too
+    assert (out / "DBLP_1.txt").read_text() == predictions
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["resumed"] for r in records] == [False, True]
+    capsys.readouterr()
+    assert main([*args, "--resume", "--set", "model.hidden=16"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint" in err and "DBLP-seed1" in err and "Traceback" not in err
