@@ -386,6 +386,9 @@ class BRLFormer(_GraphModel):
         self.path_delta = (nn.Parameter(torch.zeros(sum(t ** k for k in range(1, path_tokens + 1)), d, d))
                            if path_transform else None)
         self._pair_means: LastGraphCache[Any] = LastGraphCache()
+        # without gradients, the means of every path from the start type for the last node
+        # states (evaluation calls the model per batch and per draw with the same states)
+        self._eval_path_means: LastGraphCache[tuple[list[TypePath], Tensor]] = LastGraphCache()
 
     def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None,
                labels: Tensor | None = None) -> Tensor:
@@ -410,7 +413,14 @@ class BRLFormer(_GraphModel):
         return self.dropout(z * mask.unsqueeze(-1))
 
     def path_tokens(self, graph: GraphView, targets: Tensor, node_states: Tensor) -> tuple[list[TypePath], Tensor]:
-        """The type paths from the targets' type and their tokens [T, P, d] (see the class doc)."""
+        """The type paths from the targets' type and their tokens [T, P, d] (see the class doc).
+
+        With gradients (training), the first step of each path is taken over the targets
+        alone (:func:`~brlgraph.nn.encoders.type_path_means` with ``rows``). Without
+        them (evaluation), the means of every node of the targets' type are computed once
+        for a ``node_states`` tensor and reused by later calls with it (other batches,
+        other draws); changing it in place is noticed by its version counter.
+        """
         device = node_states.device
         types = graph.node_type.to(device)[targets]
         start = int(types[0]) if types.numel() else 0
@@ -420,7 +430,15 @@ class BRLFormer(_GraphModel):
             blocks, slices = self.gnn.adjacency(graph, device)
         else:
             blocks, slices = self._pair_means.get(graph, device, lambda: type_pair_means(graph, device))
-        paths, means = type_path_means(node_states, blocks, slices, start, self.path_hops)
+        rows = targets - slices[start].start
+        if torch.is_grad_enabled():  # training: the first step of each path over the batch alone
+            self._eval_path_means.clear()
+            paths, means = type_path_means(node_states, blocks, slices, start, self.path_hops, rows)
+        else:  # evaluation: every target of the start type at once, shared by batches and draws
+            tag = (id(graph), start, node_states._version, str(device))
+            paths, means = self._eval_path_means.get(
+                node_states, tag, lambda: type_path_means(node_states, blocks, slices, start, self.path_hops))
+            means = means[rows]
         if not paths:
             return paths, node_states.new_zeros(len(targets), 0, node_states.shape[-1])
         assert self.path_emb is not None
@@ -428,7 +446,6 @@ class BRLFormer(_GraphModel):
         ids = torch.tensor([[i * self.num_types + t for i, t in enumerate(p[1:])]
                             + [-1] * (self.path_hops + 1 - len(p)) for p in paths], device=device)
         emb = (self.path_emb(ids.clamp(min=0)) * (ids >= 0).unsqueeze(-1)).sum(1)  # [P, d]
-        means = means[targets - slices[start].start]
         if self.path_delta is not None:
             slots = torch.tensor([self.path_slot(p) for p in paths], device=device)
             means = means + torch.einsum("tpd,pde->tpe", means, self.path_delta[slots])

@@ -1,42 +1,43 @@
-"""A module-side cache of one value derived from the last graph a model saw."""
+"""A module-side cache of one value derived from the last graph (or tensor) a model saw."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 import torch
-
-from brlgraph.sequences import GraphView
 
 T = TypeVar("T")
 
 
 class LastGraphCache(Generic[T]):
-    """Holds ``build()`` for the last ``(graph, device)`` pair it was asked about.
+    """Holds ``build()`` for the last ``(source, tag)`` pair it was asked about.
 
     Models derive per-graph tensors (adjacency blocks, degree buckets, node orders)
-    once and reuse them at every step. The graph is matched by identity (a
-    :class:`~brlgraph.sequences.GraphView` is not hashed or compared by value), so a
-    new view of the same data builds again. One entry only: training and evaluation
-    use one graph, and a second graph replaces the first instead of piling up.
+    once and reuse them at every step. The source, usually a
+    :class:`~brlgraph.sequences.GraphView`, is matched by identity (a view is not
+    hashed or compared by value), so a new view of the same data builds again; the
+    tag (the device, or whatever else the value depends on) by equality, a
+    ``torch.device`` as its string. One entry only: training and evaluation use one
+    graph, and a second graph replaces the first instead of piling up.
 
     The cache is derived state: ``copy.deepcopy`` of a model and pickling start from
     an empty one, so neither copies the graph or its tensors.
     """
 
     def __init__(self) -> None:
-        self._key: tuple[GraphView, str] | None = None
+        self._key: tuple[object, Hashable] | None = None
         self._value: T | None = None
 
-    def get(self, graph: GraphView, device: torch.device | str | None, build: Callable[[], T]) -> T:
-        """The cached value for ``graph`` on ``device`` (``None``: any device), built on a miss."""
-        dev = "" if device is None else str(device)
+    def get(self, source: object, tag: Hashable, build: Callable[[], T]) -> T:
+        """The cached value for ``source`` (by identity) and ``tag`` (by equality, e.g.
+        the device), built on a miss."""
+        tag = str(tag) if isinstance(tag, torch.device) else tag
         key = self._key
-        if key is None or key[0] is not graph or key[1] != dev:
+        if key is None or key[0] is not source or key[1] != tag:
             self._key, self._value = None, None  # a failed build leaves nothing stale
             value = build()
-            self._key, self._value = (graph, dev), value
+            self._key, self._value = (source, tag), value
         return self._value  # type: ignore[return-value]
 
     def clear(self) -> None:

@@ -310,7 +310,8 @@ TypePath = tuple[int, ...]
 
 
 def type_path_means(
-    h: Tensor, blocks: list[list[Tensor | None]], slices: list[slice], start: int, hops: int
+    h: Tensor, blocks: list[list[Tensor | None]], slices: list[slice], start: int, hops: int,
+    rows: Tensor | None = None,
 ) -> tuple[list[TypePath], Tensor]:
     r"""Mean node states along every type path of 1..``hops`` edges from type ``start``.
 
@@ -326,10 +327,19 @@ def type_path_means(
     are shared between paths with a common tail, and only the tails of paths from
     ``start`` are computed.
 
+    ``rows`` [R] (indices among the nodes of type ``start``, repeats allowed) asks for
+    those rows only, as a training batch of targets does: the first step of each path,
+    :math:`M_{t_0 t_1}`, is then taken over those rows alone (unless the full product
+    is needed anyway as the tail of a longer path), while the tails, which may reach
+    any node, stay whole. The result equals the full one indexed by ``rows``
+    (:func:`type_path_means_reference`).
+
     Returns the paths (tuples of type indices, by length, then lexicographically)
-    and their means stacked as [N_start, P, d] (P = 0 gives [N_start, 0, d]).
+    and their means stacked as [N_start, P, d] ([R, P, d] with ``rows``; P = 0 gives
+    zero columns).
     """
     memo: dict[tuple[int, int], dict[TypePath, Tensor]] = {}
+    types = range(len(slices))
 
     def tails(t: int, k: int) -> dict[TypePath, Tensor]:
         """{path of exactly k edges from type t: its mean [N_t, d]}, only where needed."""
@@ -337,16 +347,50 @@ def type_path_means(
             return {(t,): h[slices[t]]}
         if (t, k) not in memo:
             memo[(t, k)] = {(t, *path): torch.sparse.mm(blocks[t][s], mean)
-                            for s in range(len(slices)) if blocks[t][s] is not None
+                            for s in types if blocks[t][s] is not None
                             for path, mean in tails(s, k - 1).items()}
         return memo[(t, k)]
 
-    means = {p: m for k in range(1, hops + 1) for p, m in tails(start, k).items()}
+    firsts = {s: csr_rows(blocks[start][s], rows) for s in types
+              if rows is not None and blocks[start][s] is not None}
+    means: dict[TypePath, Tensor] = {}
+    for k in range(hops, 0, -1):  # longest first: shorter paths from start may then be memoised
+        if rows is None:
+            means.update(tails(start, k))
+        elif (start, k) in memo:
+            means.update({p: m[rows] for p, m in memo[(start, k)].items()})
+        else:
+            means.update({(start, *path): torch.sparse.mm(first, mean) for s, first in firsts.items()
+                          for path, mean in tails(s, k - 1).items()})
     paths = sorted(means, key=lambda p: (len(p), p))
     if not paths:
-        n = slices[start].stop - slices[start].start
+        n = slices[start].stop - slices[start].start if rows is None else len(rows)
         return [], h.new_zeros(n, 0, h.shape[1])
     return paths, torch.stack([means[p] for p in paths], dim=1)
+
+
+def type_path_means_reference(
+    h: Tensor, blocks: list[list[Tensor | None]], slices: list[slice], start: int, hops: int,
+    rows: Tensor | None = None,
+) -> tuple[list[TypePath], Tensor]:
+    """:func:`type_path_means` the plain way: every path's mean over all nodes of type
+    ``start``, then the ``rows`` asked for (the reference its row-restricted path is
+    tested against)."""
+    paths, means = type_path_means(h, blocks, slices, start, hops)
+    return paths, means if rows is None else means[rows]
+
+
+def csr_rows(block: Tensor, rows: Tensor) -> Tensor:
+    """Rows ``rows`` [R] of a sparse CSR matrix [N, M] as a CSR matrix [R, M] (repeats allowed)."""
+    crow, col, val = block.crow_indices(), block.col_indices(), block.values()
+    first, count = crow[rows], crow[rows + 1] - crow[rows]
+    new_crow = torch.cat([count.new_zeros(1), count.cumsum(0)])
+    take = torch.repeat_interleave(first - new_crow[:-1], count) + torch.arange(
+        int(new_crow[-1]), device=block.device)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(new_crow, col[take], val[take], (len(rows), block.shape[1]),
+                                       check_invariants=False)
 
 
 def type_pair_means(graph: GraphView, device: torch.device) -> tuple[list[list[Tensor | None]], list[slice]]:

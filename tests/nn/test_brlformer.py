@@ -554,3 +554,48 @@ def test_relation_sage_is_type_pair_sage_without_edge_types():
             rs.norms.load_state_dict(hs.norms.state_dict())
             h = torch.randn(graph.num_nodes, 6)
             torch.testing.assert_close(rs(h, graph), hs(h, graph))
+
+
+@pytest.mark.parametrize("start, hops", [(0, 3), (1, 3), (2, 2), (1, 1)])
+def test_path_means_of_some_rows_equal_the_full_means_at_those_rows(start, hops):
+    from brlgraph.nn.encoders import type_pair_means, type_path_means, type_path_means_reference
+
+    graph = GraphView.from_data(toy_hetero())
+    blocks, slices = type_pair_means(graph, torch.device("cpu"))
+    n = slices[start].stop - slices[start].start
+    rows = torch.tensor([n - 1, 0, 2, 0, n // 2])  # unsorted, with a repeat
+    h = torch.randn(graph.num_nodes, 5, requires_grad=True)
+    weight = torch.randn(len(rows), 1, 5)
+    paths, fast = type_path_means(h, blocks, slices, start, hops, rows)
+    (fast * weight).sum().backward()
+    grad, h.grad = h.grad.clone(), None
+    ref_paths, ref = type_path_means_reference(h, blocks, slices, start, hops, rows)
+    (ref * weight).sum().backward()
+    assert paths == ref_paths and len(paths) > 0
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, h.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_reuses_the_path_means_of_the_same_node_states():
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    torch.manual_seed(0)
+    model = BRLFormer.from_data(data, path_tokens=2, **SMALL).eval()
+    seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)
+    h = model.node_states(graph).detach()
+    with torch.enable_grad():
+        expected = model(graph, seqs, node_states=h).detach()  # row-restricted, no cache
+    assert repr(model._eval_path_means).endswith("(empty)")
+    with torch.no_grad():
+        first = torch.cat([model(graph, seqs[:10], node_states=h), model(graph, seqs[10:], node_states=h)])
+        cached = model._eval_path_means._value
+        again = model(graph, seqs, node_states=h)
+        assert model._eval_path_means._value is cached  # reused, not recomputed
+        torch.testing.assert_close(first, expected)
+        torch.testing.assert_close(again, expected)
+        h.mul_(2.0)  # changed in place: the version counter makes the cache build again
+        changed = model(graph, seqs, node_states=h)
+    assert model._eval_path_means._value is not cached
+    with torch.enable_grad():
+        torch.testing.assert_close(changed, model(graph, seqs, node_states=h).detach())
+    assert repr(model._eval_path_means).endswith("(empty)")  # a step with gradients drops it
