@@ -31,6 +31,73 @@ GNN_KINDS = ("gcn", "sage", "gat", "hsage", "rsage")
 SPARSE_DENSITY = 0.1
 
 
+class SparseFeatures:
+    r"""A mostly-zero feature matrix X [N, F], kept for :math:`X W^T + b` and its gradient.
+
+    X is stored twice, row-major (CSR [N, F]) and transposed (CSR [F, N]), with
+    ``perm`` mapping the non-zeros of X (``values``, in row-major order) to those of
+    :math:`X^T`. The product runs on the first and the weight gradient
+    :math:`G^T X = (X^T G)^T` on the second, so neither transposes, sorts or
+    coalesces at every step, as ``torch.sparse.mm`` on a COO matrix does in its
+    backward. Input dropout drops ``values`` and passes them to :meth:`project`; the
+    transpose takes the same dropped values through ``perm``.
+
+    :meth:`project_reference` is the plain COO product the tests compare it with.
+    """
+
+    def __init__(self, x: Tensor, device: torch.device | str | None = None) -> None:
+        coo = x.to_sparse().coalesce().to(device)  # row-major: the order of CSR's non-zeros
+        rows, cols = coo.indices()
+        n, f = coo.shape
+        self.shape = (n, f)
+        self.values = coo.values()
+        self.crow = torch.zeros(n + 1, dtype=torch.long, device=coo.device)
+        self.crow[1:] = torch.bincount(rows, minlength=n).cumsum(0)
+        self.col = cols
+        self.perm = torch.argsort(cols * n + rows)  # column-major order of the same non-zeros
+        self.crow_t = torch.zeros(f + 1, dtype=torch.long, device=coo.device)
+        self.crow_t[1:] = torch.bincount(cols, minlength=f).cumsum(0)
+        self.col_t = rows[self.perm]
+
+    def matrices(self, values: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(X, X^T) as CSR tensors, with ``values`` (default: the stored ones) as X's non-zeros."""
+        v = self.values if values is None else values
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            x = torch.sparse_csr_tensor(self.crow, self.col, v, self.shape, check_invariants=False)
+            xt = torch.sparse_csr_tensor(self.crow_t, self.col_t, v[self.perm], self.shape[::-1],
+                                         check_invariants=False)
+        return x, xt
+
+    def project(self, weight: Tensor, bias: Tensor | None, values: Tensor | None = None) -> Tensor:
+        """:math:`X W^T + b` [N, d] for ``weight`` [d, F]; gradients reach ``weight`` and
+        ``bias`` (not the features)."""
+        out = _SparseProduct.apply(weight, *self.matrices(values))
+        return out if bias is None else out + bias
+
+    def project_reference(self, weight: Tensor, bias: Tensor | None, values: Tensor | None = None) -> Tensor:
+        """:meth:`project` with ``torch.sparse.mm`` on a COO matrix (autograd does the rest)."""
+        v = self.values if values is None else values
+        rows = torch.repeat_interleave(torch.arange(self.shape[0], device=v.device), self.crow.diff())
+        x = torch.sparse_coo_tensor(torch.stack([rows, self.col]), v, self.shape, is_coalesced=True,
+                                    check_invariants=False)
+        out = torch.sparse.mm(x, weight.t())
+        return out if bias is None else out + bias
+
+
+class _SparseProduct(torch.autograd.Function):
+    """:math:`X W^T` for a constant sparse X; backward :math:`(X^T G)^T` from the stored transpose."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, x: Tensor, xt: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.xt = xt
+        return x @ weight.t()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return (ctx.xt @ grad).t(), None, None
+
+
 class NodeInputEncoder(nn.Module):
     r"""Type-specific input projection plus node-type embedding.
 
@@ -63,10 +130,10 @@ class NodeInputEncoder(nn.Module):
         )
         self.type_emb = nn.Embedding(len(in_dims), hidden)
         self.input_dropout = nn.Dropout(input_dropout)
-        self._feature_cache: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}
+        self._feature_cache: dict[tuple[int, str], tuple[Tensor, Tensor | SparseFeatures]] = {}
 
-    def _features(self, x: Tensor, device: torch.device) -> Tensor:
-        """``x`` on ``device``, as a sparse COO matrix when it is mostly zeros; cached.
+    def _features(self, x: Tensor, device: torch.device) -> Tensor | SparseFeatures:
+        """``x`` on ``device``, as :class:`SparseFeatures` when it is mostly zeros; cached.
 
         HGB features are bag-of-words, 0.2-6 % non-zero: a sparse product over all
         rows costs less than a dense product over the rows of one batch.
@@ -75,8 +142,8 @@ class NodeInputEncoder(nn.Module):
         cached = self._feature_cache.get(key)
         if cached is None or cached[0] is not x:
             density = float((x != 0).float().mean()) if x.numel() else 1.0
-            xd = x.to_sparse().coalesce() if density < SPARSE_DENSITY else x
-            cached = self._feature_cache[key] = (x, xd.to(device))
+            xd = SparseFeatures(x, device) if density < SPARSE_DENSITY else x.to(device)
+            cached = self._feature_cache[key] = (x, xd)
         return cached[1]
 
     def _project(self, graph: GraphView, t: int, local: Tensor | None) -> Tensor:
@@ -87,13 +154,9 @@ class NodeInputEncoder(nn.Module):
         if x is None:
             raise ConfigError(f"node type {name!r} has no features but the model expects some")
         x = self._features(x, proj.weight.device)
-        if x.is_sparse:
-            if self.training and self.input_dropout.p > 0:
-                x = torch.sparse_coo_tensor(
-                    x.indices(), self.input_dropout(x.values()), x.shape,
-                    is_coalesced=True, check_invariants=False,
-                )
-            h = torch.sparse.mm(x, proj.weight.t()) + proj.bias
+        if isinstance(x, SparseFeatures):
+            dropped = self.training and self.input_dropout.p > 0
+            h = x.project(proj.weight, proj.bias, self.input_dropout(x.values) if dropped else None)
             return h if local is None else h[local]
         return proj(self.input_dropout(x if local is None else x[local]))
 

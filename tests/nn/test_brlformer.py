@@ -181,9 +181,37 @@ def test_sparse_feature_path_equals_dense(monkeypatch):
         out.square().sum().backward()
         outs.append(out.detach())
         grads.append(model.encoder.proj[1].weight.grad.clone())
-    assert model.encoder._features(data["paper"].x, torch.device("cpu")).is_sparse
+    assert isinstance(model.encoder._features(data["paper"].x, torch.device("cpu")), enc.SparseFeatures)
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_sparse_features_project_like_the_coo_reference(dropout):
+    from brlgraph.nn.encoders import SparseFeatures
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 23, generator=g) * (torch.rand(40, 23, generator=g) < 0.15)
+    x[7] = 0.0  # an empty row
+    x[:, 3] = 0.0  # and an empty column
+    feats = SparseFeatures(x)
+    xs, xt = feats.matrices()
+    assert torch.equal(xs.to_dense(), x) and torch.equal(xt.to_dense(), x.t())
+    weight = torch.randn(6, 23, requires_grad=True)
+    bias = torch.randn(6, requires_grad=True)
+    torch.manual_seed(0)
+    values = torch.nn.functional.dropout(feats.values, dropout) if dropout else None
+    upstream = torch.randn(40, 6, generator=g)
+    results = []
+    for project in (feats.project, feats.project_reference):
+        weight.grad = bias.grad = None
+        out = project(weight, bias, values)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), weight.grad.clone(), bias.grad.clone()))
+    for fast, ref in zip(*results, strict=True):
+        torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+    kept = x if values is None else torch.sparse_csr_tensor(feats.crow, feats.col, values, x.shape).to_dense()
+    torch.testing.assert_close(results[0][0], kept @ weight.detach().t() + bias.detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_causal_reservoir_is_not_written_from_the_sequence():
