@@ -13,8 +13,8 @@ T = TypeVar("T")
 class LastGraphCache(Generic[T]):
     """Holds ``build()`` for the last ``(source, tag)`` pair it was asked about.
 
-    Models derive per-graph tensors (adjacency blocks, degree buckets, node orders)
-    once and reuse them at every step. The source, usually a
+    Models derive per-graph tensors (adjacency blocks, degree buckets, node orders,
+    features on the device) once and reuse them at every step. The source, usually a
     :class:`~brlgraph.sequences.GraphView`, is matched by identity (a view is not
     hashed or compared by value), so a new view of the same data builds again; the
     tag (the device, or whatever else the value depends on) by equality, a

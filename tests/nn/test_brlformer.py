@@ -175,13 +175,15 @@ def test_sparse_feature_path_equals_dense(monkeypatch):
     outs, grads = [], []
     for density in (0.0, 1.0):  # 0: all dense, 1: sparse for < 100 % non-zeros
         monkeypatch.setattr(enc, "SPARSE_DENSITY", density)
-        model.encoder._feature_cache.clear()
+        for cache in model.encoder._feature_cache:
+            cache.clear()
         model.zero_grad()
         out = model(graph, seqs)
         out.square().sum().backward()
         outs.append(out.detach())
         grads.append(model.encoder.proj[1].weight.grad.clone())
-    assert isinstance(model.encoder._features(data["paper"].x, torch.device("cpu")), enc.SparseFeatures)
+    paper = graph.node_types.index("paper")
+    assert isinstance(model.encoder._features(paper, data["paper"].x, torch.device("cpu")), enc.SparseFeatures)
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
 

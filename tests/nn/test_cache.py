@@ -58,8 +58,9 @@ def test_model_copies_start_empty_and_agree(kw):
     filled = [c for c in (model._degree_ids, model._pair_means, model.gnn._adjacency)
               if repr(c).endswith("(filled)")]
     assert filled  # the forward pass used at least one cache
+    assert sum(repr(c).endswith("(filled)") for c in model.encoder._feature_cache) == 2  # 2 types with x
     for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        caches = (twin._degree_ids, twin._pair_means, twin.gnn._adjacency)
+        caches = (twin._degree_ids, twin._pair_means, twin.gnn._adjacency, *twin.encoder._feature_cache)
         assert all(repr(c).endswith("(empty)") for c in caches)  # no graph copied along
         torch.testing.assert_close(twin(graph, seqs), before)
 
