@@ -46,7 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``--seeds``: ``N`` -> 1..N, ``A-B`` -> A..B, ``A,B,...`` -> those (all positive, distinct)."""
+    """``--seeds``: ``N`` -> 1..N, ``A-B`` -> A..B, ``A,B,...`` -> those; checked by
+    :func:`~brlgraph.train.runner.seed_list` (positive, distinct, at least one)."""
+    from brlgraph.train.runner import seed_list
+
     spec = text.strip()
     try:
         if "," in spec:
@@ -56,12 +59,10 @@ def parse_seeds(text: str) -> list[int]:
             seeds = list(range(lo, hi + 1))
         else:
             seeds = list(range(1, int(spec) + 1))
-    except ValueError:
-        seeds = []
-    if not seeds or min(seeds) < 1 or len(set(seeds)) != len(seeds):
+        return seed_list(seeds)
+    except (ValueError, ConfigError):
         raise ConfigError(f"--seeds {text}: give N (seeds 1..N), a range A-B with 1 <= A <= B, "
-                          "or distinct positive seeds A,B,...")
-    return seeds
+                          "or distinct positive seeds A,B,...") from None
 
 
 def run(args: argparse.Namespace) -> int:

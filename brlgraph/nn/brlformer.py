@@ -435,7 +435,7 @@ class BRLFormer(_GraphModel):
             self._eval_path_means.clear()
             paths, means = type_path_means(node_states, blocks, slices, start, self.path_hops, rows)
         else:  # evaluation: every target of the start type at once, shared by batches and draws
-            tag = (id(graph), start, node_states._version, str(device))
+            tag = (id(graph), start, node_states._version)  # the device goes with node_states
             paths, means = self._eval_path_means.get(
                 node_states, tag, lambda: type_path_means(node_states, blocks, slices, start, self.path_hops))
             means = means[rows]

@@ -218,7 +218,8 @@ def reproduce_knn(seeds: int | Sequence[int], out: str | Path, device: str = "cp
     out = Path(out)
     done: dict[int, dict[str, Any]] = {}
     attention = "brl"
-    for _, seed, result in _run_all([("20News", s) for s in seed_list(seeds)], overrides, out,
+    seeds = seed_list(seeds)
+    for _, seed, result in _run_all([("20News", s) for s in seeds], overrides, out,
                                     device, progress, jobs, resume):
         if isinstance(result, DataError):
             raise result
@@ -226,7 +227,7 @@ def reproduce_knn(seeds: int | Sequence[int], out: str | Path, device: str = "cp
         done[seed] = m
         log(f"20News seed {seed}: test accuracy {100 * m['test_accuracy']:.2f}  ({m['epochs']} epochs, "
             f"{m['seconds']:.0f} s)")
-    runs = [done[s] for s in seed_list(seeds) if s in done]
+    runs = [done[s] for s in seeds if s in done]
     accuracies = [100 * m["test_accuracy"] for m in runs]
     mean, std = mean_std(accuracies)
     ours = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
