@@ -31,36 +31,56 @@ GNN_KINDS = ("gcn", "sage", "gat", "hsage", "rsage")
 SPARSE_DENSITY = 0.1
 
 
-class SparseFeatures:
-    r"""A mostly-zero feature matrix X [N, F], kept for :math:`X W^T + b` and its gradient.
+class SparseMatrix:
+    r"""A constant sparse matrix A [N, F], stored for products and their gradients.
 
-    X is stored twice, row-major (CSR [N, F]) and transposed (CSR [F, N]), with
-    ``perm`` mapping the non-zeros of X (``values``, in row-major order) to those of
-    :math:`X^T`. The product runs on the first and the weight gradient
-    :math:`G^T X = (X^T G)^T` on the second, so neither transposes, sorts or
-    coalesces at every step, as ``torch.sparse.mm`` on a COO matrix does in its
-    backward. Input dropout drops ``values`` and passes them to :meth:`project`; the
-    transpose takes the same dropped values through ``perm``.
+    A is kept twice, row-major (CSR [N, F]) and transposed (CSR [F, N]), with
+    ``perm`` mapping the non-zeros of A (``values``, in row-major order) to those of
+    :math:`A^T`, so that no gradient transposes, sorts or coalesces at every step, as
+    ``torch.sparse.mm`` does in its backward. Two products use it:
 
-    :meth:`project_reference` is the plain COO product the tests compare it with.
+    - :meth:`project`, :math:`A W^T + b` with gradients to W and b (A: mostly-zero
+      input features); the weight gradient :math:`G^T A = (A^T G)^T` runs on the
+      transpose. Input dropout drops ``values`` and passes them in; the transpose
+      takes the same dropped values through ``perm``.
+    - :meth:`mm`, :math:`A H` with the gradient :math:`A^T G` to H (A: a row-normalised
+      adjacency block of a relation-aware encoder or of the type-path means).
+
+    :meth:`project_reference` and :meth:`mm_reference` are the plain ``torch.sparse``
+    products the tests compare them with.
     """
 
     def __init__(self, x: Tensor, device: torch.device | str | None = None) -> None:
+        """From a dense [N, F] tensor (its non-zeros)."""
         coo = x.to_sparse().coalesce().to(device)  # row-major: the order of CSR's non-zeros
         rows, cols = coo.indices()
-        n, f = coo.shape
-        self.shape = (n, f)
-        self.values = coo.values()
-        self.crow = torch.zeros(n + 1, dtype=torch.long, device=coo.device)
-        self.crow[1:] = torch.bincount(rows, minlength=n).cumsum(0)
-        self.col = cols
-        self.perm = torch.argsort(cols * n + rows)  # column-major order of the same non-zeros
-        self.crow_t = torch.zeros(f + 1, dtype=torch.long, device=coo.device)
-        self.crow_t[1:] = torch.bincount(cols, minlength=f).cumsum(0)
+        crow = torch.zeros(coo.shape[0] + 1, dtype=torch.long, device=coo.device)
+        crow[1:] = torch.bincount(rows, minlength=coo.shape[0]).cumsum(0)
+        self._store(crow, cols, coo.values(), (coo.shape[0], coo.shape[1]))
+
+    @classmethod
+    def from_csr(cls, crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> SparseMatrix:
+        """From CSR arrays (columns sorted within each row; on any one device)."""
+        out = cls.__new__(cls)
+        out._store(crow, col, values, shape)
+        return out
+
+    def _store(self, crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> None:
+        n, f = shape
+        self.shape = (int(n), int(f))
+        self.crow, self.col, self.values = crow, col, values
+        rows = torch.repeat_interleave(torch.arange(n, device=crow.device), crow.diff())
+        self.perm = torch.argsort(col * n + rows, stable=True)  # column-major order of the same non-zeros
+        self.crow_t = torch.zeros(f + 1, dtype=torch.long, device=crow.device)
+        self.crow_t[1:] = torch.bincount(col, minlength=f).cumsum(0)
         self.col_t = rows[self.perm]
 
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
     def matrices(self, values: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(X, X^T) as CSR tensors, with ``values`` (default: the stored ones) as X's non-zeros."""
+        """(A, A^T) as CSR tensors, with ``values`` (default: the stored ones) as A's non-zeros."""
         v = self.values if values is None else values
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
             warnings.simplefilter("ignore", UserWarning)
@@ -69,20 +89,45 @@ class SparseFeatures:
                                          check_invariants=False)
         return x, xt
 
+    def to_dense(self) -> Tensor:
+        return self.matrices()[0].to_dense()
+
     def project(self, weight: Tensor, bias: Tensor | None, values: Tensor | None = None) -> Tensor:
-        """:math:`X W^T + b` [N, d] for ``weight`` [d, F]; gradients reach ``weight`` and
-        ``bias`` (not the features)."""
+        """:math:`A W^T + b` [N, d] for ``weight`` [d, F]; gradients reach ``weight`` and
+        ``bias`` (not A)."""
         out = _SparseProduct.apply(weight, *self.matrices(values))
         return out if bias is None else out + bias
 
     def project_reference(self, weight: Tensor, bias: Tensor | None, values: Tensor | None = None) -> Tensor:
         """:meth:`project` with ``torch.sparse.mm`` on a COO matrix (autograd does the rest)."""
+        out = torch.sparse.mm(self._coo(values), weight.t())
+        return out if bias is None else out + bias
+
+    def mm(self, h: Tensor) -> Tensor:
+        """:math:`A H` [N, d] for H [F, d]; the gradient reaches H (not A)."""
+        return _SparseMatmul.apply(h, *self.matrices())
+
+    def mm_reference(self, h: Tensor) -> Tensor:
+        """:meth:`mm` with ``torch.sparse.mm`` on the CSR matrix (autograd does the rest)."""
+        return torch.sparse.mm(self.matrices()[0], h)
+
+    def rows(self, rows: Tensor) -> Tensor:
+        """Rows ``rows`` [R] of A as a CSR tensor [R, F] (repeats allowed); a product with
+        it takes the ``torch.sparse`` backward, which is cheap for a batch of rows."""
+        first, count = self.crow[rows], self.crow[rows + 1] - self.crow[rows]
+        new_crow = torch.cat([count.new_zeros(1), count.cumsum(0)])
+        take = torch.repeat_interleave(first - new_crow[:-1], count) + torch.arange(
+            int(new_crow[-1]), device=self.crow.device)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(new_crow, self.col[take], self.values[take],
+                                           (len(rows), self.shape[1]), check_invariants=False)
+
+    def _coo(self, values: Tensor | None = None) -> Tensor:
         v = self.values if values is None else values
         rows = torch.repeat_interleave(torch.arange(self.shape[0], device=v.device), self.crow.diff())
-        x = torch.sparse_coo_tensor(torch.stack([rows, self.col]), v, self.shape, is_coalesced=True,
-                                    check_invariants=False)
-        out = torch.sparse.mm(x, weight.t())
-        return out if bias is None else out + bias
+        return torch.sparse_coo_tensor(torch.stack([rows, self.col]), v, self.shape, is_coalesced=True,
+                                       check_invariants=False)
 
 
 class _SparseProduct(torch.autograd.Function):
@@ -96,6 +141,19 @@ class _SparseProduct(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         return (ctx.xt @ grad).t(), None, None
+
+
+class _SparseMatmul(torch.autograd.Function):
+    """:math:`A H` for a constant sparse A; backward :math:`A^T G` from the stored transpose."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, a: Tensor, at: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.at = at
+        return a @ h
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return ctx.at @ grad, None, None
 
 
 class NodeInputEncoder(nn.Module):
@@ -130,19 +188,19 @@ class NodeInputEncoder(nn.Module):
         )
         self.type_emb = nn.Embedding(len(in_dims), hidden)
         self.input_dropout = nn.Dropout(input_dropout)
-        self._feature_cache: list[LastGraphCache[Tensor | SparseFeatures]] = [
+        self._feature_cache: list[LastGraphCache[Tensor | SparseMatrix]] = [
             LastGraphCache() for _ in in_dims]
 
-    def _features(self, t: int, x: Tensor, device: torch.device) -> Tensor | SparseFeatures:
-        """Type ``t``'s features ``x`` on ``device``, as :class:`SparseFeatures` when they
+    def _features(self, t: int, x: Tensor, device: torch.device) -> Tensor | SparseMatrix:
+        """Type ``t``'s features ``x`` on ``device``, as :class:`SparseMatrix` when they
         are mostly zeros; cached per type for the last tensor seen.
 
         HGB features are bag-of-words, 0.2-6 % non-zero: a sparse product over all
         rows costs less than a dense product over the rows of one batch.
         """
-        def build() -> Tensor | SparseFeatures:
+        def build() -> Tensor | SparseMatrix:
             density = float((x != 0).float().mean()) if x.numel() else 1.0
-            return SparseFeatures(x, device) if density < SPARSE_DENSITY else x.to(device)
+            return SparseMatrix(x, device) if density < SPARSE_DENSITY else x.to(device)
 
         return self._feature_cache[t].get(x, device, build)
 
@@ -154,7 +212,7 @@ class NodeInputEncoder(nn.Module):
         if x is None:
             raise ConfigError(f"node type {name!r} has no features but the model expects some")
         x = self._features(t, x, proj.weight.device)
-        if isinstance(x, SparseFeatures):
+        if isinstance(x, SparseMatrix):
             dropped = self.training and self.input_dropout.p > 0
             h = x.project(proj.weight, proj.bias, self.input_dropout(x.values) if dropped else None)
             return h if local is None else h[local]
@@ -207,7 +265,7 @@ class TypePairSAGEConv(nn.Module):
         bound = 1.0 / self.hidden**0.5  # nn.Linear's default range
         nn.init.uniform_(self.rel, -bound, bound)
 
-    def forward(self, h: Tensor, adjacency: tuple[list[list[Tensor | None]], list[slice]]) -> Tensor:
+    def forward(self, h: Tensor, adjacency: tuple[list[list[SparseMatrix | None]], list[slice]]) -> Tensor:
         """h [N, d] -> [N, d]. ``adjacency`` = (blocks, slices): node type t occupies rows
         ``slices[t]`` and ``blocks[t][s]`` [N_t, N_s] is the row-normalised adjacency from
         type t to its neighbours of type s (``None`` where there are no such edges)."""
@@ -251,7 +309,7 @@ class RelationSAGEConv(nn.Module):
 
     reset_parameters = TypePairSAGEConv.reset_parameters
 
-    def forward(self, h: Tensor, adjacency: tuple[list[tuple[int, int, Tensor]], list[slice]]) -> Tensor:
+    def forward(self, h: Tensor, adjacency: tuple[list[tuple[int, int, SparseMatrix]], list[slice]]) -> Tensor:
         """h [N, d] -> [N, d]. ``adjacency`` = (relations, slices): relation r is
         (t, s, block), ``block`` [N_t, N_s] the row-normalised edges of type r from
         nodes of type s into nodes of type t."""
@@ -272,7 +330,7 @@ def _relation_sum(out: Tensor, h: Tensor, terms: list[tuple[int, int, Tensor, Te
     term (t, s, block, W), in order."""
     parts = [out[rows] for rows in slices]
     for t, s, block, weight in terms:
-        parts[t] = parts[t] + torch.sparse.mm(block, h[slices[s]]) @ weight
+        parts[t] = parts[t] + block.mm(h[slices[s]]) @ weight
     return torch.cat(parts)
 
 
@@ -373,7 +431,7 @@ TypePath = tuple[int, ...]
 
 
 def type_path_means(
-    h: Tensor, blocks: list[list[Tensor | None]], slices: list[slice], start: int, hops: int,
+    h: Tensor, blocks: list[list[SparseMatrix | None]], slices: list[slice], start: int, hops: int,
     rows: Tensor | None = None,
 ) -> tuple[list[TypePath], Tensor]:
     r"""Mean node states along every type path of 1..``hops`` edges from type ``start``.
@@ -409,12 +467,12 @@ def type_path_means(
         if k == 0:
             return {(t,): h[slices[t]]}
         if (t, k) not in memo:
-            memo[(t, k)] = {(t, *path): torch.sparse.mm(blocks[t][s], mean)
+            memo[(t, k)] = {(t, *path): blocks[t][s].mm(mean)
                             for s in types if blocks[t][s] is not None
                             for path, mean in tails(s, k - 1).items()}
         return memo[(t, k)]
 
-    firsts = {s: csr_rows(blocks[start][s], rows) for s in types
+    firsts = {s: blocks[start][s].rows(rows) for s in types
               if rows is not None and blocks[start][s] is not None}
     means: dict[TypePath, Tensor] = {}
     for k in range(hops, 0, -1):  # longest first: shorter paths from start may then be memoised
@@ -433,30 +491,31 @@ def type_path_means(
 
 
 def type_path_means_reference(
-    h: Tensor, blocks: list[list[Tensor | None]], slices: list[slice], start: int, hops: int,
+    h: Tensor, blocks: list[list[SparseMatrix | None]], slices: list[slice], start: int, hops: int,
     rows: Tensor | None = None,
 ) -> tuple[list[TypePath], Tensor]:
-    """:func:`type_path_means` the plain way: every path's mean over all nodes of type
-    ``start``, then the ``rows`` asked for (the reference its row-restricted path is
-    tested against)."""
-    paths, means = type_path_means(h, blocks, slices, start, hops)
-    return paths, means if rows is None else means[rows]
+    """:func:`type_path_means` the plain way, the reference it is tested against: every
+    path's mean by a chain of ``torch.sparse`` products of its own over all nodes of type
+    ``start`` (nothing shared, no stored transposes), then the ``rows`` asked for."""
+    paths, frontier = [], [(start,)]
+    for _ in range(hops):
+        frontier = [(*p, s) for p in frontier for s in range(len(slices)) if blocks[p[-1]][s] is not None]
+        paths += frontier
+    paths.sort(key=lambda p: (len(p), p))
+    n = slices[start].stop - slices[start].start
+    if not paths:
+        return [], h.new_zeros(n if rows is None else len(rows), 0, h.shape[1])
+    means = []
+    for path in paths:
+        mean = h[slices[path[-1]]]
+        for t, s in reversed(list(zip(path[:-1], path[1:], strict=True))):
+            mean = blocks[t][s].mm_reference(mean)
+        means.append(mean)
+    out = torch.stack(means, dim=1)
+    return paths, out if rows is None else out[rows]
 
 
-def csr_rows(block: Tensor, rows: Tensor) -> Tensor:
-    """Rows ``rows`` [R] of a sparse CSR matrix [N, M] as a CSR matrix [R, M] (repeats allowed)."""
-    crow, col, val = block.crow_indices(), block.col_indices(), block.values()
-    first, count = crow[rows], crow[rows + 1] - crow[rows]
-    new_crow = torch.cat([count.new_zeros(1), count.cumsum(0)])
-    take = torch.repeat_interleave(first - new_crow[:-1], count) + torch.arange(
-        int(new_crow[-1]), device=block.device)
-    with warnings.catch_warnings():  # "sparse CSR support is in beta"
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(new_crow, col[take], val[take], (len(rows), block.shape[1]),
-                                       check_invariants=False)
-
-
-def type_pair_means(graph: GraphView, device: torch.device) -> tuple[list[list[Tensor | None]], list[slice]]:
+def type_pair_means(graph: GraphView, device: torch.device) -> tuple[list[list[SparseMatrix | None]], list[slice]]:
     """Row-normalised adjacency blocks [N_t, N_s] for every pair of node types (t, s)."""
     import scipy.sparse as sp
 
@@ -468,7 +527,7 @@ def type_pair_means(graph: GraphView, device: torch.device) -> tuple[list[list[T
     return blocks, slices
 
 
-def relation_means(graph: GraphView, device: torch.device) -> tuple[list[tuple[int, int, Tensor]], list[slice]]:
+def relation_means(graph: GraphView, device: torch.device) -> tuple[list[tuple[int, int, SparseMatrix]], list[slice]]:
     """The relations of :class:`RelationSAGEConv`: (t, s, row-normalised block [N_t, N_s])
     per edge type (edges s -> t), plus the reverse of each edge type with no other edge
     type going back between its node types; one per non-empty pair of node types when
@@ -518,8 +577,8 @@ def _type_slices(graph: GraphView) -> list[slice]:
     return [slice(graph.offsets[t], graph.offsets[t] + graph.num_nodes_dict[t]) for t in graph.node_types]
 
 
-def _mean_block(sub, device: torch.device) -> Tensor | None:
-    """A scipy sparse block as a row-normalised torch CSR tensor (``None`` when empty)."""
+def _mean_block(sub, device: torch.device) -> SparseMatrix | None:
+    """A scipy sparse block as a row-normalised :class:`SparseMatrix` (``None`` when empty)."""
     import scipy.sparse as sp
 
     sub = sub.tocsr()
@@ -528,8 +587,7 @@ def _mean_block(sub, device: torch.device) -> Tensor | None:
     deg = np.asarray(sub.sum(axis=1)).ravel()
     sub = (sp.diags(1.0 / np.maximum(deg, 1.0)).astype(np.float32) @ sub).tocsr()
     sub.sort_indices()
-    with warnings.catch_warnings():  # "sparse CSR support is in beta"
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(sub.indptr.astype(np.int64)), torch.from_numpy(sub.indices.astype(np.int64)),
-            torch.from_numpy(sub.data.astype(np.float32)), sub.shape, device=device)
+    return SparseMatrix.from_csr(
+        torch.from_numpy(sub.indptr.astype(np.int64)).to(device),
+        torch.from_numpy(sub.indices.astype(np.int64)).to(device),
+        torch.from_numpy(sub.data.astype(np.float32)).to(device), sub.shape)

@@ -183,20 +183,20 @@ def test_sparse_feature_path_equals_dense(monkeypatch):
         outs.append(out.detach())
         grads.append(model.encoder.proj[1].weight.grad.clone())
     paper = graph.node_types.index("paper")
-    assert isinstance(model.encoder._features(paper, data["paper"].x, torch.device("cpu")), enc.SparseFeatures)
+    assert isinstance(model.encoder._features(paper, data["paper"].x, torch.device("cpu")), enc.SparseMatrix)
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_sparse_features_project_like_the_coo_reference(dropout):
-    from brlgraph.nn.encoders import SparseFeatures
+    from brlgraph.nn.encoders import SparseMatrix
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(40, 23, generator=g) * (torch.rand(40, 23, generator=g) < 0.15)
     x[7] = 0.0  # an empty row
     x[:, 3] = 0.0  # and an empty column
-    feats = SparseFeatures(x)
+    feats = SparseMatrix(x)
     xs, xt = feats.matrices()
     assert torch.equal(xs.to_dense(), x) and torch.equal(xt.to_dense(), x.t())
     weight = torch.randn(6, 23, requires_grad=True)
@@ -214,6 +214,35 @@ def test_sparse_features_project_like_the_coo_reference(dropout):
         torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
     kept = x if values is None else torch.sparse_csr_tensor(feats.crow, feats.col, values, x.shape).to_dense()
     torch.testing.assert_close(results[0][0], kept @ weight.detach().t() + bias.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_sparse_matrix_products_and_rows_match_torch_sparse():
+    from brlgraph.nn.encoders import SparseMatrix
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(30, 17, generator=g) * (torch.rand(30, 17, generator=g) < 0.2)
+    a[4] = 0.0  # an empty row
+    a[:, 9] = 0.0  # and an empty column
+    dense = SparseMatrix(a)
+    csr = a.to_sparse_csr()
+    block = SparseMatrix.from_csr(csr.crow_indices(), csr.col_indices(), csr.values(), (30, 17))
+    for m in (dense, block):
+        xs, xt = m.matrices()
+        assert torch.equal(xs.to_dense(), a) and torch.equal(xt.to_dense(), a.t())
+    h = torch.randn(17, 5, generator=g, requires_grad=True)
+    upstream = torch.randn(30, 5, generator=g)
+    results = []
+    for mm in (block.mm, block.mm_reference):
+        h.grad = None
+        out = mm(h)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), h.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+    torch.testing.assert_close(results[0][0], a @ h.detach())
+    torch.testing.assert_close(results[0][1], a.t() @ upstream)
+    rows = torch.tensor([29, 4, 0, 4, 11])  # unsorted, an empty row, a repeat
+    assert torch.equal(block.rows(rows).to_dense(), a[rows])
 
 
 def test_causal_reservoir_is_not_written_from_the_sequence():
