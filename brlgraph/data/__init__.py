@@ -15,6 +15,7 @@ from brlgraph.data.sources import manifest
 from brlgraph.data.transforms import (
            FEATURE_NORMS,
            FEATURELESS,
+           drop_node_types,
            fill_featureless,
            normalize_features,
 )
@@ -22,5 +23,5 @@ from brlgraph.data.transforms import (
 #: Every data set brlgraph knows, as spelled in its manifest and error messages.
 DATASETS: tuple[str, ...] = tuple(manifest())
 
-__all__ = ["DATASETS", "FEATURE_NORMS", "FEATURELESS", "HGB_NAMES", "fill_featureless", "knn_graph",
+__all__ = ["DATASETS", "FEATURE_NORMS", "FEATURELESS", "HGB_NAMES", "drop_node_types", "fill_featureless", "knn_graph",
            "load_20news", "load_hgb", "load_mini_imagenet", "normalize_features"]

@@ -78,3 +78,35 @@ def fill_featureless(data, how: str = "embedding"):
         if parts:
             data[t].x = torch.cat(parts, dim=1)
     return data
+
+
+def drop_node_types(data, types: list[str] | tuple[str, ...] = ()):
+    r"""Remove whole node types, and every relation that touches them, from the graph.
+
+    Some HGB node types repeat what the features already say: on ACM, a paper's
+    1,902 features are exactly its edges to the 1,902 term nodes (and author and
+    subject features are their papers' term counts), while those edges are 84 % of
+    the graph. SeHGNN leaves ACM's terms out for that reason. Dropped nodes take no
+    part in sequences, pre-encoders or type paths; the remaining nodes keep their
+    HGB global ids (``global_id``), so prediction files are unchanged in form.
+
+    ``data`` (``HeteroData``) loses the stores of ``types`` and is returned. A type
+    it does not have, or the labelled type, raises :class:`ConfigError` naming
+    ``data.drop_types``.
+    """
+    types = [t for t in types if t]
+    if not types:
+        return data
+    if not hasattr(data, "edge_types"):
+        raise ConfigError("data.drop_types applies to heterogeneous (HGB) data sets only")
+    unknown = [t for t in types if t not in data.node_types]
+    if unknown:
+        raise ConfigError(f"data.drop_types: no node type {', '.join(map(repr, unknown))} in "
+                          f"{getattr(data, 'name', 'this data set')}; its types: {', '.join(data.node_types)}")
+    if getattr(data, "target_type", None) in types:
+        raise ConfigError(f"data.drop_types names the labelled type {data.target_type!r}")
+    for edge_type in [e for e in data.edge_types if e[0] in types or e[2] in types]:
+        del data[edge_type]
+    for t in types:
+        del data[t]
+    return data

@@ -49,6 +49,9 @@ class DataConfig:
     #: input of node types without features: "embedding" (one learned vector per
     #: node) or "mean" (the mean features of their neighbours, per relation)
     featureless: str = "embedding"
+    #: node types removed with all their relations, comma-separated (e.g. "term" on
+    #: ACM, whose paper features are exactly the paper-term edges); HGB only
+    drop_types: str = ""
 
 
 @dataclass
@@ -197,7 +200,8 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 #: keys that only node-as-sequence models (HGB) read: elsewhere they must keep their default
-NODE_SEQUENCE_ONLY = ("model.path_tokens", "model.path_transform", "train.consistency", "sequences.exclude_types")
+NODE_SEQUENCE_ONLY = ("model.path_tokens", "model.path_transform", "train.consistency", "sequences.exclude_types",
+                      "data.drop_types")
 
 
 def _section_names() -> list[str]:

@@ -67,13 +67,21 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def load_dataset(config: Config):
-    """The data set of ``config`` with the split of ``config.data.split_seed``, the
-    features of featureless types of ``config.data.featureless`` and the feature
-    scaling of ``config.data.feature_norm``."""
-    from brlgraph.data import fill_featureless, load_20news, load_hgb, normalize_features
+    """The data set of ``config`` with the split of ``config.data.split_seed``, without
+    the node types of ``config.data.drop_types``, with the features of featureless
+    types of ``config.data.featureless`` and the feature scaling of
+    ``config.data.feature_norm``."""
+    from brlgraph.data import (
+        drop_node_types,
+        fill_featureless,
+        load_20news,
+        load_hgb,
+        normalize_features,
+    )
 
     name, seed = config.data.name, config.data.split_seed
     data = load_hgb(name, seed=seed) if name in HGB_DATASETS else load_20news(k=config.data.knn_k, seed=seed)
+    data = drop_node_types(data, [t.strip() for t in config.data.drop_types.split(",")])
     data = fill_featureless(data, config.data.featureless)
     return normalize_features(data, config.data.feature_norm)
 

@@ -1,4 +1,4 @@
-"""Feature transforms of loaded data sets (``data.feature_norm``, ``data.featureless``)."""
+"""Transforms of loaded data sets (``data.feature_norm``, ``data.featureless``, ``data.drop_types``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch_geometric.data import Data, HeteroData
 
-from brlgraph.data import fill_featureless, normalize_features
+from brlgraph.data import drop_node_types, fill_featureless, normalize_features
 from brlgraph.errors import ConfigError
 
 
@@ -70,3 +70,32 @@ def test_featureless_embedding_keeps_the_data_and_bad_choices_are_named():
     assert fill_featureless(homogeneous, "mean") is homogeneous
     with pytest.raises(ConfigError, match="featureless node types 'zeros'"):
         fill_featureless(data, "zeros")
+
+
+def test_dropped_types_leave_with_every_relation_that_touches_them():
+    data = _hetero()
+    data["paper"].global_id = torch.tensor([10, 11, 12])
+    data.target_type = "paper"
+    data["paper", "cites", "paper"].edge_index = torch.tensor([[0, 1], [1, 2]])
+    data["paper", "has", "term"].edge_index = torch.tensor([[0, 2], [0, 4]])
+    data["term", "in", "paper"].edge_index = torch.tensor([[0, 4], [0, 2]])
+    data["author", "writes", "paper"].edge_index = torch.tensor([[1], [0]])
+    out = drop_node_types(data, ["term", ""])
+    assert out is data
+    assert out.node_types == ["paper", "author"]
+    assert out.edge_types == [("paper", "cites", "paper"), ("author", "writes", "paper")]
+    assert torch.equal(out["paper"].global_id, torch.tensor([10, 11, 12]))  # ids for prediction files kept
+    assert torch.equal(out["paper", "cites", "paper"].edge_index, torch.tensor([[0, 1], [1, 2]]))
+    assert drop_node_types(out, []) is out and out.node_types == ["paper", "author"]
+
+
+def test_dropping_an_unknown_or_the_labelled_type_is_a_named_config_error():
+    data = _hetero()
+    data.target_type = "paper"
+    with pytest.raises(ConfigError, match=r"data\.drop_types: no node type 'venue'.*paper, author, term"):
+        drop_node_types(data, ["venue"])
+    with pytest.raises(ConfigError, match=r"data\.drop_types names the labelled type 'paper'"):
+        drop_node_types(data, ["paper"])
+    assert data.node_types == ["paper", "author", "term"]  # nothing removed by a refused call
+    with pytest.raises(ConfigError, match="heterogeneous"):
+        drop_node_types(Data(x=torch.ones(2, 1), num_nodes=2), ["term"])
