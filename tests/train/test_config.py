@@ -109,6 +109,14 @@ def test_path_tokens_only_for_node_as_sequence_data_sets():
         validate(by_hand)
 
 
+@pytest.mark.parametrize("item", ["data.drop_types=term", "sequences.exclude_types=term"])
+def test_graph_surgery_options_only_for_hgb(item):
+    key = item.split("=")[0]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*20News"):
+        build_config("20News", None, [item])
+    assert build_config("ACM", None, [item]) is not None
+
+
 def test_path_transform_needs_path_tokens():
     assert build_config("ACM", None, ["model.path_transform=true"]).model.path_transform  # ACM has K = 3
     with pytest.raises(ConfigError, match=r"model\.path_transform.*model\.path_tokens"):
