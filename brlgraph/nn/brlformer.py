@@ -61,6 +61,7 @@ from brlgraph.nn.encoders import (
     NodeInputEncoder,
     TypePath,
     count_relations,
+    scale_embeddings,
     type_pair_means,
     type_path_means,
 )
@@ -190,6 +191,7 @@ class _GraphModel(nn.Module):
         label_inputs: bool = False,
         degree_encoding: bool = False,
         num_relations: int = 1,
+        embedding_std: float = 1.0,
     ) -> None:
         super().__init__()
         if logit_norm < 0:
@@ -198,7 +200,7 @@ class _GraphModel(nn.Module):
             raise ConfigError(f"model.hidden ({hidden}) must be divisible by model.heads ({heads})")
         if layers < 1:
             raise ConfigError(f"model.layers must be >= 1, got {layers}")
-        self.encoder = NodeInputEncoder(in_dims, num_nodes, hidden, input_dropout)
+        self.encoder = NodeInputEncoder(in_dims, num_nodes, hidden, input_dropout, embedding_std)
         self.gnn = (LocalGNNEncoder(hidden, gnn_layers, gnn, dropout=dropout, num_types=len(in_dims),
                                     num_relations=num_relations)
                     if gnn_layers else None)
@@ -356,6 +358,9 @@ class BRLFormer(_GraphModel):
         path_transform: a linear map of its own per type path (needs ``path_tokens``).
         label_inputs: read shown labels ``labels`` [N, C] as node inputs (see
             :meth:`node_states`; the training task decides which labels are shown).
+        embedding_std: initial standard deviation of every embedding table (nodes of
+            featureless types, node types, hops, path steps; default 1 as
+            ``nn.Embedding``), see :func:`~brlgraph.nn.encoders.scale_embeddings`.
 
     Shapes: ``forward(graph, seqs)`` with ``seqs`` of T rows and S tokens -> [T, C]
     (the blocks see S + P tokens when ``path_tokens`` > 0).
@@ -382,6 +387,7 @@ class BRLFormer(_GraphModel):
         self.num_types, self.path_hops = len(in_dims), path_tokens
         self.path_emb = (nn.Embedding(path_tokens * self.num_types, self.head.in_features)
                          if path_tokens else None)
+        scale_embeddings([self.hop_emb, self.path_emb], kwargs.get("embedding_std", 1.0))
         d, t = self.head.in_features, self.num_types
         self.path_delta = (nn.Parameter(torch.zeros(sum(t ** k for k in range(1, path_tokens + 1)), d, d))
                            if path_transform else None)

@@ -115,6 +115,10 @@ class ModelConfig:
     #: per node type t and log2 bucket of the node's number of type-t neighbours is
     #: added to its input projection (zero-initialised)
     degree_encoding: bool = False
+    #: initial standard deviation of every learned embedding table (featureless nodes,
+    #: node types, hops, path steps); nn.Embedding's default is 1, so embeddings start
+    #: with norms near sqrt(hidden) while projected bag-of-words rows start at 0.2-1.5
+    embedding_std: float = 1.0
 
 
 @dataclass
@@ -192,6 +196,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.label_balance": (lambda v: v >= 0.0, ">= 0 (0 = unweighted)"),
     "train.positive_weight": (lambda v: v > 0.0, "> 0 (1 = unweighted)"),
     "model.path_tokens": (lambda v: 0 <= v <= 4, "in 0..4 (0 = none)"),
+    "model.embedding_std": (lambda v: v > 0.0, "> 0"),
     "sequences.eval_draws": (lambda v: v >= 1, ">= 1"),
     "model.label_inputs": (lambda v: 0.0 <= v <= 1.0, "in [0, 1] (0 = off)"),
     "train.consistency": (lambda v: v >= 0.0, ">= 0 (0 = off)"),

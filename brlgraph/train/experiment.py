@@ -92,7 +92,8 @@ def model_options(config: Config) -> dict[str, Any]:
                 window=m.window, reservoir=m.reservoir, dropout=m.dropout,
                 attention_dropout=m.attention_dropout, input_dropout=m.input_dropout,
                 gnn_layers=m.gnn_layers, gnn=m.gnn, logit_norm=m.logit_norm,
-                label_inputs=m.label_inputs > 0, degree_encoding=m.degree_encoding)
+                label_inputs=m.label_inputs > 0, degree_encoding=m.degree_encoding,
+                embedding_std=m.embedding_std)
 
 
 def featureless_types(config: Config, node_types: list[str], target_type: str | None) -> list[str]:

@@ -306,6 +306,27 @@ def test_featureless_types_use_learned_embeddings():
         BRLFormer.from_data(data, featureless=["conference"], **SMALL)
 
 
+def test_embedding_std_scales_every_embedding_table_and_nothing_else():
+    data = toy_hetero()
+    models = []
+    for std in (1.0, 0.02):
+        torch.manual_seed(3)
+        models.append(BRLFormer.from_data(data, path_tokens=2, embedding_std=std, gnn_layers=1, **SMALL))
+    plain, small = (dict(m.named_parameters()) for m in models)
+    embeddings = {name for name, module in models[0].named_modules() if isinstance(module, torch.nn.Embedding)}
+    # the input tables are scaled: featureless venue nodes, node types, hops, path steps;
+    # the reservoir's initial tokens inside the attention are not
+    assert embeddings == {"encoder.proj.2", "encoder.type_emb", "hop_emb", "path_emb",
+                          "blocks.0.attn.embedding", "blocks.1.attn.embedding"}
+    embeddings = {name for name in embeddings if not name.startswith("blocks.")}
+    for name, weight in plain.items():
+        expected = 0.02 * weight if name.rsplit(".", 1)[0] in embeddings else weight
+        torch.testing.assert_close(small[name], expected, rtol=0, atol=0)  # same draws, scaled
+    assert 0.5 < float(plain["hop_emb.weight"].std()) < 2.0
+    with pytest.raises(ConfigError, match=r"model\.embedding_std must be > 0"):
+        BRLFormer.from_data(data, embedding_std=0.0, **SMALL)
+
+
 def test_logit_norm_bounds_the_logits():
     data = toy_hetero()
     graph = GraphView.from_data(data)

@@ -93,7 +93,8 @@ def test_parse_override_reads_toml_values():
                                                ("train.label_balance=-0.5", r"train\.label_balance.*>= 0"),
                                                ("model.label_inputs=1.5", r"model\.label_inputs.*\[0, 1\]"),
                                                ("data.feature_norm=max", r"data\.feature_norm.*none, row, l2"),
-                                               ("data.featureless=zeros", r"data\.featureless.*embedding, mean")])
+                                               ("data.featureless=zeros", r"data\.featureless.*embedding, mean"),
+                                               ("model.embedding_std=0", r"model\.embedding_std.*> 0")])
 def test_values_out_of_range_are_errors_naming_the_key(item, message):
     with pytest.raises(ConfigError, match=message):
         build_config("ACM", None, [item])
