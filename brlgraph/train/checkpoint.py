@@ -97,10 +97,29 @@ def load_checkpoint(path: str | Path, config: dict[str, Any] | None = None) -> d
         raise CheckpointError(f"checkpoint {path} is not a brlgraph checkpoint (format "
                               f"{CHECKPOINT_FORMAT}); delete it or choose another --out")
     if config is not None and state.get("fingerprint") != config_fingerprint(config):
-        theirs = json.loads(state["fingerprint"])
-        ours = json.loads(config_fingerprint(config))
-        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-        shown = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in diff[:3])
-        raise CheckpointError(f"checkpoint {path} belongs to another run ({shown}); "
-                              "use the same config, or another --out to start afresh")
+        diff = fingerprint_differences(json.loads(state["fingerprint"]), json.loads(config_fingerprint(config)))
+        if diff:
+            shown = ", ".join(f"{k}: {there!r} there, {here!r} here" for k, there, here in diff[:3])
+            raise CheckpointError(f"checkpoint {path} belongs to another run ({shown}); "
+                                  "use the same config, or another --out to start afresh")
     return state
+
+
+def fingerprint_differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, checkpoint's value, this run's value) for every key on which two flat
+    fingerprints differ.
+
+    A key the checkpoint does not have was added to brlgraph after it was written;
+    every new option's default keeps the runs before it unchanged, so such a key
+    differs only when this run sets it to something else.
+    """
+    from brlgraph.train.config import Config
+
+    defaults = json.loads(config_fingerprint(Config().to_dict()))
+    out = []
+    for key in sorted(set(theirs) | set(ours)):
+        there = theirs[key] if key in theirs else defaults.get(key)
+        here = ours.get(key)
+        if there != here:
+            out.append((key, theirs.get(key), here))
+    return out

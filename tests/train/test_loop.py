@@ -113,6 +113,23 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
         fit(MLPTask(), cfg, tmp_path / "e.pt", resume=True, progress=False)
 
 
+def test_checkpoint_from_before_a_new_option_resumes_while_the_option_is_at_its_default(tmp_path):
+    from brlgraph.train.checkpoint import config_fingerprint
+
+    cfg = _config(epochs=3)
+    fit(MLPTask(), cfg, tmp_path / "old.pt", progress=False)
+    state = torch.load(tmp_path / "old.pt", weights_only=True)
+    # as written by a brlgraph without model.embedding_std
+    del state["config"]["model"]["embedding_std"]
+    state["fingerprint"] = config_fingerprint(state["config"])
+    torch.save(state, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt", cfg.to_dict())["epoch"] == 3
+    changed = _config(epochs=3)
+    changed.model.embedding_std = 0.5
+    with pytest.raises(CheckpointError, match=r"model\.embedding_std: None there, 0\.5 here"):
+        load_checkpoint(tmp_path / "old.pt", changed.to_dict())
+
+
 def test_checkpoint_loads_with_weights_only(tmp_path):
     fit(MLPTask(), _config(epochs=1), tmp_path / "f.pt", progress=False)
     state = torch.load(tmp_path / "f.pt", weights_only=True)
