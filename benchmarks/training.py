@@ -4,6 +4,7 @@ Both backends train the same DBLP model (the shipped config, sequence length S
 changed) on the same hop-ordered sequences, at S = 256 and S = 2,048. An epoch
 is ceil(974 train targets / batch) optimiser steps; each step runs the GNN
 pre-encoder over the whole graph and the attention blocks over the batch.
+``--dataset`` times another HGB data set's shipped model the same way.
 
 On a CPU a whole epoch at S = 2,048 takes minutes, so the script times
 ``--steps`` full training steps (forward, backward, AdamW) after one warm-up
@@ -13,6 +14,7 @@ step and reports the mean step time and the epoch time it implies
     python benchmarks/training.py                     # S = 256, 2048; brl, full
     python benchmarks/training.py --lengths 256 --steps 0 --batch-size 64
     python benchmarks/training.py --set model.path_tokens=0   # any config change
+    python benchmarks/training.py --dataset ACM --lengths 50 --backends brl --batch-size 256
 
 Prints a table and writes ``benchmarks/results/training.json``.
 """
@@ -42,7 +44,7 @@ def time_backend(data, attention: str, length: int, args) -> dict:
     overrides = [f"model.attention={attention}", f"sequences.length={length}",
                  f"train.batch_size={args.batch_size}", "train.deterministic=false",
                  "sequences.eval_draws=1", *args.set]  # only training is timed
-    config = build_config("DBLP", None, overrides)
+    config = build_config(args.dataset, None, overrides)
     seed_everything(0, False)
     task = build_task(data, config, args.device)
     model = task.model
@@ -78,22 +80,25 @@ def time_backend(data, attention: str, length: int, args) -> dict:
         sync()
         epoch_s = time.perf_counter() - t0
         step_s, measured = epoch_s / steps_per_epoch, "1 epoch"
-    return {"attention": attention, "length": length, "batch_size": args.batch_size,
+    return {"dataset": args.dataset, "attention": attention, "length": length, "batch_size": args.batch_size,
             "steps_per_epoch": steps_per_epoch, "step_seconds": step_s,
             "epoch_seconds": epoch_s, "measured": measured,
             "config": config.to_dict()}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from brlgraph.train.config import HGB_DATASETS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="DBLP", choices=HGB_DATASETS, help="HGB data set and shipped config")
     p.add_argument("--lengths", default="256,2048", help="sequence lengths S")
     p.add_argument("--backends", default="brl,full")
     p.add_argument("--batch-size", type=int, default=32, help="target nodes per step")
     p.add_argument("--steps", type=int, default=3, help="timed steps (0: a whole epoch)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="further config overrides of the DBLP model, e.g. --set model.path_tokens=0")
-    p.add_argument("--data", default=None, help="folder holding hgb/DBLP.zip (else BRLGRAPH_DATA)")
+                   help="further config overrides of the model, e.g. --set model.path_tokens=0")
+    p.add_argument("--data", default=None, help="folder holding hgb/<DATASET>.zip (else BRLGRAPH_DATA)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training.json"))
     args = p.parse_args(argv)
     if args.data:
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     from brlgraph.data import load_hgb
     from brlgraph.io import atomic_write
 
-    data = load_hgb("DBLP", seed=0)
+    data = load_hgb(args.dataset, seed=0)
     rows = []
     for length in (int(s) for s in args.lengths.split(",")):
         for attention in args.backends.split(","):
