@@ -75,10 +75,6 @@ class SparseMatrix:
         self.crow_t[1:] = torch.bincount(col, minlength=f).cumsum(0)
         self.col_t = rows[self.perm]
 
-    @property
-    def device(self) -> torch.device:
-        return self.values.device
-
     def matrices(self, values: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(A, A^T) as CSR tensors, with ``values`` (default: the stored ones) as A's non-zeros."""
         v = self.values if values is None else values
@@ -88,9 +84,6 @@ class SparseMatrix:
             xt = torch.sparse_csr_tensor(self.crow_t, self.col_t, v[self.perm], self.shape[::-1],
                                          check_invariants=False)
         return x, xt
-
-    def to_dense(self) -> Tensor:
-        return self.matrices()[0].to_dense()
 
     def project(self, weight: Tensor, bias: Tensor | None, values: Tensor | None = None) -> Tensor:
         """:math:`A W^T + b` [N, d] for ``weight`` [d, F]; gradients reach ``weight`` and

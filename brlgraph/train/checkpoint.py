@@ -28,6 +28,7 @@ import torch
 
 from brlgraph.errors import CheckpointError
 from brlgraph.io import atomic_torch_save
+from brlgraph.train.config import Config
 
 CHECKPOINT_FORMAT = 1
 
@@ -113,8 +114,6 @@ def fingerprint_differences(theirs: dict[str, Any], ours: dict[str, Any]) -> lis
     every new option's default keeps the runs before it unchanged, so such a key
     differs only when this run sets it to something else.
     """
-    from brlgraph.train.config import Config
-
     defaults = json.loads(config_fingerprint(Config().to_dict()))
     out = []
     for key in sorted(set(theirs) | set(ours)):
