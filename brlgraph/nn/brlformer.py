@@ -61,6 +61,7 @@ from brlgraph.nn.encoders import (
     NodeInputEncoder,
     TypePath,
     count_relations,
+    relation_means,
     scale_embeddings,
     type_pair_means,
     type_path_means,
@@ -250,7 +251,7 @@ class _GraphModel(nn.Module):
             num_classes = getattr(data, "num_classes", None)
             if num_classes is None:
                 raise ConfigError("num_classes is unknown: pass num_classes= or set data.num_classes")
-        if hparams.get("gnn") == "rsage" and "num_relations" not in hparams:
+        if (hparams.get("gnn") == "rsage" or hparams.get("path_relations")) and "num_relations" not in hparams:
             hparams["num_relations"] = count_relations(graph)
         return cls(in_dims, num_nodes, int(num_classes), **hparams)
 
@@ -340,6 +341,13 @@ class BRLFormer(_GraphModel):
     The maps are indexed by the path's types after the start, so there are
     :math:`\sum_{k=1}^{K} T^k` of them for T node types.
 
+    With ``path_relations=True`` paths follow edge types rather than node types
+    (:func:`~brlgraph.nn.encoders.relation_means`): each step is one relation, ACM's
+    ``cite`` and ``ref`` between papers are two steps instead of one merged paper-paper
+    step, and the step embeddings (and maps) are indexed by relation instead of type,
+    :math:`e_{i, r_i}`. On graphs with one edge type per pair of node types the paths
+    are the type paths, in another order.
+
     Args:
         in_dims: feature size per node type in the graph's type order (``None`` = featureless).
         num_nodes: nodes per type.
@@ -356,6 +364,9 @@ class BRLFormer(_GraphModel):
         max_hops: largest hop distance of the hop embedding.
         path_tokens: K, the longest type path with a token of its own (0 = none).
         path_transform: a linear map of its own per type path (needs ``path_tokens``).
+        path_relations: paths over edge types instead of node types (needs ``path_tokens``;
+            ``num_relations`` is then the graph's :func:`~brlgraph.nn.encoders.count_relations`,
+            filled in by ``from_data``).
         label_inputs: read shown labels ``labels`` [N, C] as node inputs (see
             :meth:`node_states`; the training task decides which labels are shown).
         embedding_std: initial standard deviation of every embedding table (nodes of
@@ -375,6 +386,7 @@ class BRLFormer(_GraphModel):
         max_hops: int = DEFAULT_MAX_HOPS,
         path_tokens: int = 0,
         path_transform: bool = False,
+        path_relations: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(in_dims, num_nodes, num_classes, **kwargs)
@@ -382,13 +394,17 @@ class BRLFormer(_GraphModel):
             raise ConfigError(f"model.path_tokens must be >= 0, got {path_tokens}")
         if path_transform and not path_tokens:
             raise ConfigError("model.path_transform needs model.path_tokens > 0")
+        if path_relations and not path_tokens:
+            raise ConfigError("model.path_relations needs model.path_tokens > 0")
         self.max_hops = max_hops
         self.hop_emb = nn.Embedding(max_hops + 1, self.head.in_features)
-        self.num_types, self.path_hops = len(in_dims), path_tokens
-        self.path_emb = (nn.Embedding(path_tokens * self.num_types, self.head.in_features)
+        self.num_types, self.path_hops, self.path_relations = len(in_dims), path_tokens, path_relations
+        # the labels a path step can carry: node types, or relations with path_relations
+        self.num_steps = int(kwargs.get("num_relations", 1)) if path_relations else self.num_types
+        self.path_emb = (nn.Embedding(path_tokens * self.num_steps, self.head.in_features)
                          if path_tokens else None)
         scale_embeddings([self.hop_emb, self.path_emb], kwargs.get("embedding_std", 1.0))
-        d, t = self.head.in_features, self.num_types
+        d, t = self.head.in_features, self.num_steps
         self.path_delta = (nn.Parameter(torch.zeros(sum(t ** k for k in range(1, path_tokens + 1)), d, d))
                            if path_transform else None)
         self._pair_means: LastGraphCache[Any] = LastGraphCache()
@@ -432,10 +448,15 @@ class BRLFormer(_GraphModel):
         start = int(types[0]) if types.numel() else 0
         if bool((types != start).any()):
             raise ConfigError("model.path_tokens needs all target nodes of a batch to share one node type")
-        if self.gnn is not None and self.gnn.kind == "hsage":  # the same blocks, built once there
+        kind = "rsage" if self.path_relations else "hsage"
+        if self.gnn is not None and self.gnn.kind == kind:  # the same blocks, built once there
             blocks, slices = self.gnn.adjacency(graph, device)
         else:
-            blocks, slices = self._pair_means.get(graph, device, lambda: type_pair_means(graph, device))
+            blocks, slices = self._pair_means.get(
+                graph, device, lambda: (relation_means if self.path_relations else type_pair_means)(graph, device))
+        if self.path_relations and len(blocks) != self.num_steps:
+            raise ConfigError(f"the model was built for {self.num_steps} relations, this graph has "
+                              f"{len(blocks)}: build it with BRLFormer.from_data on this graph")
         rows = targets - slices[start].start
         if torch.is_grad_enabled():  # training: the first step of each path over the batch alone
             self._eval_path_means.clear()
@@ -448,8 +469,8 @@ class BRLFormer(_GraphModel):
         if not paths:
             return paths, node_states.new_zeros(len(targets), 0, node_states.shape[-1])
         assert self.path_emb is not None
-        # path p = (t_0, t_1, ..., t_k): sum of the embeddings of (step i, type t_i), padded to K
-        ids = torch.tensor([[i * self.num_types + t for i, t in enumerate(p[1:])]
+        # path p = (t_0, l_1, ..., l_k): sum of the embeddings of (step i, label l_i), padded to K
+        ids = torch.tensor([[i * self.num_steps + t for i, t in enumerate(p[1:])]
                             + [-1] * (self.path_hops + 1 - len(p)) for p in paths], device=device)
         emb = (self.path_emb(ids.clamp(min=0)) * (ids >= 0).unsqueeze(-1)).sum(1)  # [P, d]
         if self.path_delta is not None:
@@ -458,9 +479,9 @@ class BRLFormer(_GraphModel):
         return paths, self.dropout(means + emb)
 
     def path_slot(self, path: TypePath) -> int:
-        """Index of ``path``'s map in ``path_delta``: the types after the start read as a
-        base-T number, after the slots of all shorter paths."""
-        t, tail = self.num_types, path[1:]
+        """Index of ``path``'s map in ``path_delta``: the step labels after the start read as
+        a base-T number (T node types, or relations), after the slots of all shorter paths."""
+        t, tail = self.num_steps, path[1:]
         return sum(t ** k for k in range(1, len(tail))) + sum(x * t ** i for i, x in enumerate(reversed(tail)))
 
     def forward(

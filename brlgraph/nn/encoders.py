@@ -445,10 +445,29 @@ class LocalGNNEncoder(nn.Module):
 
 
 TypePath = tuple[int, ...]
+#: the steps paths may take: the type-pair blocks of :func:`type_pair_means` ([t][s], or
+#: ``None`` where no edge joins t to s) or the relations of :func:`relation_means`
+#: ((t, s, block) per edge type)
+PathBlocks = list[list[SparseMatrix | None]] | list[tuple[int, int, SparseMatrix]]
+
+
+def path_steps(blocks: PathBlocks, num_types: int) -> list[list[tuple[int, int, SparseMatrix]]]:
+    """Per node type t, the steps a path may take from it: (label, next type s, row-normalised
+    block [N_t, N_s]). A step's label is s for type-pair blocks, so a path of node types
+    reads as before; it is the relation's index for relations, so two edge types between
+    the same node types (ACM's cite and ref) are two steps."""
+    steps: list[list[tuple[int, int, SparseMatrix]]] = [[] for _ in range(num_types)]
+    if blocks and isinstance(blocks[0], tuple):
+        for r, (t, s, block) in enumerate(blocks):  # type: ignore[misc]
+            steps[t].append((r, s, block))
+    else:
+        for t, row in enumerate(blocks):
+            steps[t] = [(s, s, block) for s, block in enumerate(row) if block is not None]  # type: ignore[arg-type]
+    return steps
 
 
 def type_path_means(
-    h: Tensor, blocks: list[list[SparseMatrix | None]], slices: list[slice], start: int, hops: int,
+    h: Tensor, blocks: PathBlocks, slices: list[slice], start: int, hops: int,
     rows: Tensor | None = None,
 ) -> tuple[list[TypePath], Tensor]:
     r"""Mean node states along every type path of 1..``hops`` edges from type ``start``.
@@ -465,6 +484,11 @@ def type_path_means(
     are shared between paths with a common tail, and only the tails of paths from
     ``start`` are computed.
 
+    With the relations of :func:`relation_means` as ``blocks``, paths follow edge
+    types instead: :math:`P = (t_0, r_1, \dots, r_k)` names the relation of each step
+    (:func:`path_steps`) and :math:`M` is that relation's block, so paths through
+    different edge types between the same node types are told apart.
+
     ``rows`` [R] (indices among the nodes of type ``start``, repeats allowed) asks for
     those rows only, as a training batch of targets does: the first step of each path,
     :math:`M_{t_0 t_1}`, is then taken over those rows alone (unless the full product
@@ -472,33 +496,32 @@ def type_path_means(
     any node, stay whole. The result equals the full one indexed by ``rows``
     (:func:`type_path_means_reference`).
 
-    Returns the paths (tuples of type indices, by length, then lexicographically)
-    and their means stacked as [N_start, P, d] ([R, P, d] with ``rows``; P = 0 gives
-    zero columns).
+    Returns the paths (tuples of the start type and the steps' labels, by length, then
+    lexicographically) and their means stacked as [N_start, P, d] ([R, P, d] with
+    ``rows``; P = 0 gives zero columns).
     """
+    steps = path_steps(blocks, len(slices))
     memo: dict[tuple[int, int], dict[TypePath, Tensor]] = {}
-    types = range(len(slices))
 
     def tails(t: int, k: int) -> dict[TypePath, Tensor]:
-        """{path of exactly k edges from type t: its mean [N_t, d]}, only where needed."""
+        """{labels of a path of exactly k edges from type t: its mean [N_t, d]}, only where needed."""
         if k == 0:
-            return {(t,): h[slices[t]]}
+            return {(): h[slices[t]]}
         if (t, k) not in memo:
-            memo[(t, k)] = {(t, *path): blocks[t][s].mm(mean)
-                            for s in types if blocks[t][s] is not None
+            memo[(t, k)] = {(label, *path): block.mm(mean) for label, s, block in steps[t]
                             for path, mean in tails(s, k - 1).items()}
         return memo[(t, k)]
 
-    firsts = {s: blocks[start][s].rows(rows) for s in types
-              if rows is not None and blocks[start][s] is not None}
+    firsts = ([(label, s, block.rows(rows)) for label, s, block in steps[start]]
+              if rows is not None else [])
     means: dict[TypePath, Tensor] = {}
     for k in range(hops, 0, -1):  # longest first: shorter paths from start may then be memoised
         if rows is None:
-            means.update(tails(start, k))
+            means.update({(start, *p): m for p, m in tails(start, k).items()})
         elif (start, k) in memo:
-            means.update({p: m[rows] for p, m in memo[(start, k)].items()})
+            means.update({(start, *p): m[rows] for p, m in memo[(start, k)].items()})
         else:
-            means.update({(start, *path): torch.sparse.mm(first, mean) for s, first in firsts.items()
+            means.update({(start, label, *path): torch.sparse.mm(first, mean) for label, s, first in firsts
                           for path, mean in tails(s, k - 1).items()})
     paths = sorted(means, key=lambda p: (len(p), p))
     if not paths:
@@ -508,28 +531,31 @@ def type_path_means(
 
 
 def type_path_means_reference(
-    h: Tensor, blocks: list[list[SparseMatrix | None]], slices: list[slice], start: int, hops: int,
+    h: Tensor, blocks: PathBlocks, slices: list[slice], start: int, hops: int,
     rows: Tensor | None = None,
 ) -> tuple[list[TypePath], Tensor]:
     """:func:`type_path_means` the plain way, the reference it is tested against: every
     path's mean by a chain of ``torch.sparse`` products of its own over all nodes of type
     ``start`` (nothing shared, no stored transposes), then the ``rows`` asked for."""
-    paths, frontier = [], [(start,)]
+    steps = path_steps(blocks, len(slices))
+    walks: list[tuple[TypePath, list[SparseMatrix], int]] = []  # (path, its blocks, end type)
+    frontier: list[tuple[TypePath, list[SparseMatrix], int]] = [((start,), [], start)]
     for _ in range(hops):
-        frontier = [(*p, s) for p in frontier for s in range(len(slices)) if blocks[p[-1]][s] is not None]
-        paths += frontier
-    paths.sort(key=lambda p: (len(p), p))
+        frontier = [((*p, label), [*chain, block], s) for p, chain, t in frontier
+                    for label, s, block in steps[t]]
+        walks += frontier
+    walks.sort(key=lambda w: (len(w[0]), w[0]))
     n = slices[start].stop - slices[start].start
-    if not paths:
+    if not walks:
         return [], h.new_zeros(n if rows is None else len(rows), 0, h.shape[1])
     means = []
-    for path in paths:
-        mean = h[slices[path[-1]]]
-        for t, s in reversed(list(zip(path[:-1], path[1:], strict=True))):
-            mean = blocks[t][s].mm_reference(mean)
+    for _, chain, end in walks:
+        mean = h[slices[end]]
+        for block in reversed(chain):
+            mean = block.mm_reference(mean)
         means.append(mean)
     out = torch.stack(means, dim=1)
-    return paths, out if rows is None else out[rows]
+    return [w[0] for w in walks], out if rows is None else out[rows]
 
 
 def type_pair_means(graph: GraphView, device: torch.device) -> tuple[list[list[SparseMatrix | None]], list[slice]]:

@@ -104,6 +104,9 @@ class ModelConfig:
     #: a linear map of its own per type path on its token (SeHGNN's per-metapath
     #: projection), zero-initialised on top of the shared projections; needs path_tokens
     path_transform: bool = False
+    #: path tokens follow edge types instead of node types (ACM's cite and ref become two
+    #: paths, SeHGNN's metapaths over relations); needs path_tokens
+    path_relations: bool = False
     #: > 0: the logits are L2-normalised and scaled by this (HINormer uses 1); 0 = off
     logit_norm: float = 0.0
     #: label trick (UniMP, GAMLP): training labels are inputs of their nodes. Each
@@ -205,8 +208,8 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 #: keys that only node-as-sequence models (HGB) read: elsewhere they must keep their default
-NODE_SEQUENCE_ONLY = ("model.path_tokens", "model.path_transform", "train.consistency", "sequences.exclude_types",
-                      "data.drop_types")
+NODE_SEQUENCE_ONLY = ("model.path_tokens", "model.path_transform", "model.path_relations", "train.consistency",
+                      "sequences.exclude_types", "data.drop_types")
 
 
 def _section_names() -> list[str]:
@@ -371,6 +374,8 @@ def validate(cfg: Config) -> Config:
                                   f"{cfg.data.name} runs as one sequence: set it to {defaults[key]!r}")
     if cfg.model.path_transform and not cfg.model.path_tokens:
         raise ConfigError("model.path_transform = true needs path tokens: set model.path_tokens to 1..4")
+    if cfg.model.path_relations and not cfg.model.path_tokens:
+        raise ConfigError("model.path_relations = true needs path tokens: set model.path_tokens to 1..4")
     if cfg.model.label_inputs >= 1.0 and cfg.data.name not in HGB_DATASETS:
         raise ConfigError(f"model.label_inputs must be < 1 for {cfg.data.name}: its one sequence is "
                           "trained on the training nodes whose labels a step does not show")

@@ -184,7 +184,8 @@ class NodeSequenceTask:
             self.graph, num_classes=data.num_classes, max_hops=s.max_hops,
             featureless=featureless_types(config, self.graph.node_types, data.target_type),
             path_tokens=config.model.path_tokens,
-            path_transform=config.model.path_transform, **model_options(config)).to(device)
+            path_transform=config.model.path_transform, path_relations=config.model.path_relations,
+            **model_options(config)).to(device)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.rows["train"]) / self.config.train.batch_size)

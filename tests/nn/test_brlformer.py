@@ -468,6 +468,38 @@ def test_path_transform_maps_each_type_path_with_its_own_matrix():
         BRLFormer.from_data(data, path_transform=True, **SMALL)
 
 
+def test_path_relations_give_each_edge_type_its_steps():
+    data = _typed_toy()
+    graph = GraphView.from_data(data)
+    torch.manual_seed(0)
+    model = BRLFormer.from_data(data, path_tokens=2, path_relations=True, path_transform=True, **SMALL)
+    assert model.num_steps == 4 and model.path_emb.num_embeddings == 2 * 4
+    assert model.path_delta.shape[0] == 4 + 4 * 4
+    seqs = hop_ordered_sequences(graph, None, 8, node_type="paper", max_hops=3)
+    h = model.node_states(graph)
+    paths, tokens = model.path_tokens(graph, seqs.ids[:, 0], h)
+    assert (0, 0) in paths and (0, 1) in paths and tokens.shape == (12, len(paths), 16)
+    with torch.no_grad():  # a token: the path's mean plus the embeddings of (step, relation)
+        from brlgraph.nn.encoders import relation_means, type_path_means
+        _, means = type_path_means(h, *relation_means(graph, torch.device("cpu")), start=0, hops=2)
+        for j, p in enumerate(paths):
+            emb = sum(model.path_emb.weight[i * 4 + r] for i, r in enumerate(p[1:]))
+            torch.testing.assert_close(model.eval().path_tokens(graph, seqs.ids[:, 0], h)[1][:, j],
+                                       means[seqs.ids[:, 0], j] + emb)
+    model.train()
+    model(graph, seqs).square().sum().backward()
+    assert model.path_emb.weight.grad.abs().sum() > 0
+    # the pre-encoder's relations are reused; a graph with other relations is refused
+    with_gnn = BRLFormer.from_data(data, path_tokens=2, path_relations=True, gnn="rsage", gnn_layers=1, **SMALL)
+    assert with_gnn(graph, seqs).shape == (12, 2)
+    other = _typed_toy()
+    del other["author", "writes", "paper"]
+    with pytest.raises(ConfigError, match="built for 4 relations, this graph has 2"):
+        model(GraphView.from_data(other), seqs)
+    with pytest.raises(ConfigError, match="path_relations"):
+        BRLFormer.from_data(data, path_relations=True, **SMALL)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_model_on_cuda_matches_the_cpu():
     # relation-aware GNN, path tokens with their maps and BRL attention, on the GPU
@@ -636,12 +668,76 @@ def test_relation_sage_is_type_pair_sage_without_edge_types():
             torch.testing.assert_close(rs(h, graph), hs(h, graph))
 
 
-@pytest.mark.parametrize("start, hops", [(0, 3), (1, 3), (2, 2), (1, 1)])
-def test_path_means_of_some_rows_equal_the_full_means_at_those_rows(start, hops):
-    from brlgraph.nn.encoders import type_pair_means, type_path_means, type_path_means_reference
+def _typed_edges(data: HeteroData, graph: GraphView) -> list[tuple[int, int, int]]:
+    """(relation, source, target) global ids of ``_typed_toy``, in relation_means' order:
+    cite, ref, writes, writes reversed."""
+    off = graph.offsets
+    cite = data["paper", "cite", "paper"].edge_index.t().tolist()
+    ref = data["paper", "ref", "paper"].edge_index.t().tolist()
+    writes = data["author", "writes", "paper"].edge_index.t().tolist()
+    return [*[(0, off["paper"] + u, off["paper"] + v) for u, v in cite],
+            *[(1, off["paper"] + u, off["paper"] + v) for u, v in ref],
+            *[(2, off["author"] + u, off["paper"] + v) for u, v in writes],
+            *[(3, off["paper"] + v, off["author"] + u) for u, v in writes]]
 
-    graph = GraphView.from_data(toy_hetero())
+
+def test_relation_paths_follow_their_definition():
+    from brlgraph.nn.encoders import relation_means, type_path_means
+
+    data = _typed_toy()
+    graph = GraphView.from_data(data)
+    edges = _typed_edges(data, graph)
+    h = torch.randn(graph.num_nodes, 5)
+
+    def mean_from(v: int, rels: tuple[int, ...]) -> torch.Tensor:  # node by node, no matrices
+        if not rels:
+            return h[v]
+        srcs = sorted({u for r, u, w in edges if r == rels[0] and w == v and u != v})
+        if not srcs:
+            return torch.zeros(5)
+        return torch.stack([mean_from(u, rels[1:]) for u in srcs]).mean(0)
+
+    blocks, slices = relation_means(graph, torch.device("cpu"))
+    paper = graph.node_types.index("paper")
+    paths, means = type_path_means(h, blocks, slices, start=paper, hops=2)
+    # from a paper: cite, ref, writes (to its authors); then on from each
+    assert paths[:3] == [(paper, 0), (paper, 1), (paper, 2)] and (paper, 2, 3) in paths
+    assert (paper, 0, 1) in paths and (paper, 1, 0) in paths  # cite then ref: not one merged step
+    assert len(paths) == 3 + 3 + 3 + 1
+    ids = range(slices[paper].start, slices[paper].stop)
+    for j, path in enumerate(paths):
+        torch.testing.assert_close(means[:, j], torch.stack([mean_from(v, path[1:]) for v in ids]),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_relation_paths_are_the_type_paths_with_one_edge_type_per_pair():
+    from brlgraph.nn.encoders import relation_means, type_pair_means, type_path_means
+
+    graph = GraphView.from_data(toy_hetero())  # writes and in, each with its reverse
+    h = torch.randn(graph.num_nodes, 5)
     blocks, slices = type_pair_means(graph, torch.device("cpu"))
+    relations, _ = relation_means(graph, torch.device("cpu"))
+    end = [s for _, s, _ in relations]  # relation r leads to node type end[r]
+    type_paths, type_means = type_path_means(h, blocks, slices, start=0, hops=3)
+    rel_paths, rel_means = type_path_means(h, relations, slices, start=0, hops=3)
+    as_types = [(p[0], *[end[r] for r in p[1:]]) for p in rel_paths]
+    assert sorted(as_types) == sorted(type_paths)
+    for j, p in enumerate(as_types):
+        torch.testing.assert_close(rel_means[:, j], type_means[:, type_paths.index(p)])
+
+
+@pytest.mark.parametrize("steps", ["types", "relations"])
+@pytest.mark.parametrize("start, hops", [(0, 3), (1, 3), (2, 2), (1, 1)])
+def test_path_means_of_some_rows_equal_the_full_means_at_those_rows(start, hops, steps):
+    from brlgraph.nn.encoders import relation_means, type_pair_means, type_path_means, type_path_means_reference
+
+    if steps == "types":
+        graph = GraphView.from_data(toy_hetero())
+        blocks, slices = type_pair_means(graph, torch.device("cpu"))
+    else:
+        graph = GraphView.from_data(_typed_toy())
+        blocks, slices = relation_means(graph, torch.device("cpu"))
+        start = min(start, 1)  # two node types
     n = slices[start].stop - slices[start].start
     rows = torch.tensor([n - 1, 0, 2, 0, n // 2])  # unsorted, with a repeat
     h = torch.randn(graph.num_nodes, 5, requires_grad=True)

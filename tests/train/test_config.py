@@ -118,6 +118,14 @@ def test_graph_surgery_options_only_for_hgb(item):
     assert build_config("ACM", None, [item]) is not None
 
 
+def test_path_relations_need_path_tokens():
+    assert build_config("ACM", None, ["model.path_relations=true"]).model.path_relations
+    with pytest.raises(ConfigError, match=r"model\.path_relations.*model\.path_tokens"):
+        build_config("IMDB", None, ["model.path_relations=true"])
+    with pytest.raises(ConfigError, match=r"model\.path_relations.*20News"):
+        build_config("20News", None, ["model.path_relations=true", "model.path_tokens=0"])
+
+
 def test_path_transform_needs_path_tokens():
     assert build_config("ACM", None, ["model.path_transform=true"]).model.path_transform  # ACM has K = 3
     with pytest.raises(ConfigError, match=r"model\.path_transform.*model\.path_tokens"):
