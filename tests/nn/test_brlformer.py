@@ -469,6 +469,8 @@ def test_path_transform_maps_each_type_path_with_its_own_matrix():
 
 
 def test_path_relations_give_each_edge_type_its_steps():
+    from brlgraph.nn.encoders import relation_means, type_path_means
+
     data = _typed_toy()
     graph = GraphView.from_data(data)
     torch.manual_seed(0)
@@ -480,7 +482,6 @@ def test_path_relations_give_each_edge_type_its_steps():
     paths, tokens = model.path_tokens(graph, seqs.ids[:, 0], h)
     assert (0, 0) in paths and (0, 1) in paths and tokens.shape == (12, len(paths), 16)
     with torch.no_grad():  # a token: the path's mean plus the embeddings of (step, relation)
-        from brlgraph.nn.encoders import relation_means, type_path_means
         _, means = type_path_means(h, *relation_means(graph, torch.device("cpu")), start=0, hops=2)
         for j, p in enumerate(paths):
             emb = sum(model.path_emb.weight[i * 4 + r] for i, r in enumerate(p[1:]))
@@ -729,7 +730,12 @@ def test_relation_paths_are_the_type_paths_with_one_edge_type_per_pair():
 @pytest.mark.parametrize("steps", ["types", "relations"])
 @pytest.mark.parametrize("start, hops", [(0, 3), (1, 3), (2, 2), (1, 1)])
 def test_path_means_of_some_rows_equal_the_full_means_at_those_rows(start, hops, steps):
-    from brlgraph.nn.encoders import relation_means, type_pair_means, type_path_means, type_path_means_reference
+    from brlgraph.nn.encoders import (
+        relation_means,
+        type_pair_means,
+        type_path_means,
+        type_path_means_reference,
+    )
 
     if steps == "types":
         graph = GraphView.from_data(toy_hetero())
