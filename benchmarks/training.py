@@ -16,7 +16,8 @@ step and reports the mean step time and the epoch time it implies
     python benchmarks/training.py --set model.path_tokens=0   # any config change
     python benchmarks/training.py --dataset ACM --lengths 50 --backends brl --batch-size 256
 
-Prints a table and writes ``benchmarks/results/training.json``.
+Prints a table and writes ``benchmarks/results/training.json`` (DBLP, the README's
+table) or ``benchmarks/results/training_<DATASET>.json``, unless ``--out`` names a file.
 """
 
 from __future__ import annotations
@@ -99,8 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="further config overrides of the model, e.g. --set model.path_tokens=0")
     p.add_argument("--data", default=None, help="folder holding hgb/<DATASET>.zip (else BRLGRAPH_DATA)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training.json"))
+    p.add_argument("--out", default=None,
+                   help="JSON file to write (default: benchmarks/results/training.json for DBLP, "
+                        "training_<DATASET>.json for the others, so they never replace DBLP's)")
     args = p.parse_args(argv)
+    if args.out is None:
+        name = "training.json" if args.dataset == "DBLP" else f"training_{args.dataset}.json"
+        args.out = str(ROOT / "benchmarks" / "results" / name)
     if args.data:
         os.environ["BRLGRAPH_DATA"] = args.data
 
