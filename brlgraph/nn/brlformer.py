@@ -60,6 +60,7 @@ from brlgraph.nn.encoders import (
     LocalGNNEncoder,
     NodeInputEncoder,
     TypePath,
+    check_relation_count,
     count_relations,
     relation_means,
     scale_embeddings,
@@ -407,7 +408,7 @@ class BRLFormer(_GraphModel):
         d, t = self.head.in_features, self.num_steps
         self.path_delta = (nn.Parameter(torch.zeros(sum(t ** k for k in range(1, path_tokens + 1)), d, d))
                            if path_transform else None)
-        self._pair_means: LastGraphCache[Any] = LastGraphCache()
+        self._path_blocks: LastGraphCache[Any] = LastGraphCache()  # when no GNN has them
         # without gradients, the means of every path from the start type for the last node
         # states (evaluation calls the model per batch and per draw with the same states)
         self._eval_path_means: LastGraphCache[tuple[list[TypePath], Tensor]] = LastGraphCache()
@@ -452,11 +453,11 @@ class BRLFormer(_GraphModel):
         if self.gnn is not None and self.gnn.kind == kind:  # the same blocks, built once there
             blocks, slices = self.gnn.adjacency(graph, device)
         else:
-            blocks, slices = self._pair_means.get(
+            blocks, slices = self._path_blocks.get(
                 graph, device, lambda: (relation_means if self.path_relations else type_pair_means)(graph, device))
-        if self.path_relations and len(blocks) != self.num_steps:
-            raise ConfigError(f"the model was built for {self.num_steps} relations, this graph has "
-                              f"{len(blocks)}: build it with BRLFormer.from_data on this graph")
+        if self.path_relations:
+            check_relation_count(self.num_steps, blocks, "the model",
+                                 ": build it with BRLFormer.from_data on this graph")
         rows = targets - slices[start].start
         if torch.is_grad_enabled():  # training: the first step of each path over the batch alone
             self._eval_path_means.clear()

@@ -331,9 +331,7 @@ class RelationSAGEConv(nn.Module):
         (t, s, block), ``block`` [N_t, N_s] the row-normalised edges of type r from
         nodes of type s into nodes of type t."""
         relations, slices = adjacency
-        if len(relations) != self.num_relations:
-            raise ConfigError(f"the layer was built for {self.num_relations} relations, "
-                              f"the graph has {len(relations)}")
+        check_relation_count(self.num_relations, relations, "the layer")
         terms = [(t, s, block, self.rel[r]) for r, (t, s, block) in enumerate(relations)]
         return _relation_sum(self.root(h), h, terms, slices)
 
@@ -586,6 +584,13 @@ def relation_means(graph: GraphView, device: torch.device) -> tuple[list[tuple[i
         a.data[:] = 1.0  # repeated edges count once
         relations.append((t, s, _mean_block(a, device)))
     return relations, slices
+
+
+def check_relation_count(expected: int, relations: list, what: str, hint: str = "") -> None:
+    """A clear error when ``relations`` (of :func:`relation_means`) are not the
+    ``expected`` number that ``what`` (a layer, a model) was sized for."""
+    if len(relations) != expected:
+        raise ConfigError(f"{what} was built for {expected} relations, the graph has {len(relations)}{hint}")
 
 
 def count_relations(graph: GraphView) -> int:

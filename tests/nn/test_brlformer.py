@@ -495,7 +495,7 @@ def test_path_relations_give_each_edge_type_its_steps():
     assert with_gnn(graph, seqs).shape == (12, 2)
     other = _typed_toy()
     del other["author", "writes", "paper"]
-    with pytest.raises(ConfigError, match="built for 4 relations, this graph has 2"):
+    with pytest.raises(ConfigError, match="the model was built for 4 relations, the graph has 2"):
         model(GraphView.from_data(other), seqs)
     with pytest.raises(ConfigError, match="path_relations"):
         BRLFormer.from_data(data, path_relations=True, **SMALL)
