@@ -6,7 +6,8 @@
 ``--seeds`` is N (seeds 1..N), a range ``6-10`` or a list ``1,4,9``.
 
 ``hgb`` prints our mean +- std of the test Micro-/Macro-F1 (%) beside HINormer,
-SeHGNN, LMSPS and the best published row, saves the table as Markdown and CSV,
+SeHGNN, LMSPS and the best published row, then our mean minus each of them
+beside the standard error of our mean; saves both tables as Markdown and CSV,
 and writes HGB-format prediction files ``<DATA>_<seed>.txt`` into ``--out``.
 ``knn`` does the same for 20News (kNN graph, k = 5; accuracy over random
 50/25/25 splits) beside NodeFormer.
@@ -15,6 +16,7 @@ and writes HGB-format prediction files ``<DATA>_<seed>.txt`` into ``--out``.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from brlgraph.errors import ConfigError, DataError
 
@@ -98,5 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if not ran:
         raise DataError(f"none of {', '.join(datasets)} could be run (see the errors above); "
                         f"nothing but an empty table was written to {out}")
-    print(f"wrote {out}/hgb_table.md, hgb_table.csv and the prediction files of {', '.join(ran)}")
+    print()
+    print((Path(out) / "hgb_gaps.md").read_text(), end="")
+    print(f"wrote {out}/hgb_table.md, hgb_table.csv, hgb_gaps.md, hgb_gaps.csv and the prediction "
+          f"files of {', '.join(ran)}")
     return 0

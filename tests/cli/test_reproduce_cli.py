@@ -12,7 +12,7 @@ from brlgraph.cli.main import main
 from brlgraph.cli.reproduce import parse_seeds
 from brlgraph.errors import ConfigError
 from brlgraph.train.published import PUBLISHED_HGB
-from brlgraph.train.runner import hgb_table, mean_std, seed_list, write_scores
+from brlgraph.train.runner import hgb_gaps, hgb_table, mean_std, seed_list, write_scores
 from tests.conftest import require_data
 
 TINY = ["--set", "train.epochs=2", "--set", "sequences.length=8", "--set", "model.hidden=32",
@@ -31,6 +31,20 @@ def test_table_rows_and_values():
     assert frame.loc["HINormer", "DBLP Micro-F1"] == "94.94"
     assert frame.loc["HINormer", "DBLP Macro-F1"] == "94.57"
     assert set(PUBLISHED_HGB) <= set(frame.index)
+
+
+def test_gaps_are_our_shown_mean_minus_each_published_row():
+    runs = [{"test_micro_f1": 0.9383, "test_macro_f1": 0.93}, {"test_micro_f1": 0.9383, "test_macro_f1": 0.95}]
+    frame = hgb_gaps({"ACM": runs}, ["ACM", "IMDB"])
+    assert list(frame.index) == ["ACM Micro-F1", "ACM Macro-F1"]  # IMDB has no runs
+    assert list(frame.columns) == ["ours", "standard error", *PUBLISHED_HGB]
+    # HINormer's ACM row is 93.83 / 93.91: an exact tie shows as +0.00, not -0.00
+    assert frame.loc["ACM Micro-F1", "HINormer"] == "+0.00"
+    assert frame.loc["ACM Micro-F1", "standard error"] == "0.00"
+    assert frame.loc["ACM Macro-F1", "ours"] == "94.00"
+    assert frame.loc["ACM Macro-F1", "HINormer"] == "+0.09"
+    assert frame.loc["ACM Macro-F1", "LMSPS (2024)"] == "-0.73"
+    assert frame.loc["ACM Macro-F1", "standard error"] == f"{math.sqrt(2.0) / math.sqrt(2):.2f}" == "1.00"
 
 
 def test_scores_file_keeps_the_numbers_of_every_seed(tmp_path):
@@ -55,6 +69,11 @@ def test_reproduce_writes_table_and_hgb_predictions(tmp_path, monkeypatch, capsy
     assert float(table.loc["HINormer", "DBLP Micro-F1"]) == pytest.approx(94.94)
     assert "±" in table.iloc[0]["DBLP Micro-F1"] and table.iloc[0]["Freebase Micro-F1"] == "n/a"
     assert (out / "hgb_table.md").read_text().startswith("| method |")
+    gaps = pd.read_csv(out / "hgb_gaps.csv", index_col=0, keep_default_na=False, dtype=str)
+    assert list(gaps.index) == ["DBLP Micro-F1", "DBLP Macro-F1"]
+    ours = float(table.iloc[0]["DBLP Micro-F1"].split(" ± ")[0])
+    assert float(gaps.loc["DBLP Micro-F1", "HINormer"]) == pytest.approx(ours - 94.94, abs=1e-9)
+    assert "ours minus published" in captured.out
     global_ids = set()
     for seed in (1, 2):
         rows = (out / f"DBLP_{seed}.txt").read_text().splitlines()
