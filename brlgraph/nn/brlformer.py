@@ -56,6 +56,7 @@ from torch import Tensor, nn
 from brlgraph.errors import ConfigError
 from brlgraph.nn.attention import attention_options, make_attention
 from brlgraph.nn.cache import LastGraphCache
+from brlgraph.nn.dropout import Dropout
 from brlgraph.nn.encoders import (
     LocalGNNEncoder,
     NodeInputEncoder,
@@ -113,7 +114,7 @@ class FeedForward(nn.Sequential):
 
     def __init__(self, dim: int, mult: int = 2, dropout: float = 0.0) -> None:
         super().__init__(
-            nn.Linear(dim, mult * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mult * dim, dim)
+            nn.Linear(dim, mult * dim), nn.GELU(), Dropout(dropout), nn.Linear(mult * dim, dim)
         )
 
 
@@ -132,7 +133,7 @@ class BRLBlock(nn.Module):
         self.attn = make_attention(attention, dim, heads, **(attention_options or {}))
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.ff = FeedForward(dim, ff_mult, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.uses_reservoir = bool(getattr(self.attn, "uses_reservoir", False))
         if self.uses_reservoir:
             dc = self.attn.compressed_dim
@@ -213,7 +214,7 @@ class _GraphModel(nn.Module):
         dcs = {b.attn.compressed_dim for b in self.blocks if b.uses_reservoir}
         if len(dcs) > 1:
             raise ConfigError("all layers must share one reservoir size (compressed_dim)")
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(hidden)
         self.head = nn.Linear(hidden, num_classes)
         self.attention = attention

@@ -24,6 +24,7 @@ from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 
 from brlgraph.errors import ConfigError
 from brlgraph.nn.cache import LastGraphCache
+from brlgraph.nn.dropout import Dropout
 from brlgraph.sequences import GraphView
 
 GNN_KINDS = ("gcn", "sage", "gat", "hsage", "rsage")
@@ -204,7 +205,7 @@ class NodeInputEncoder(nn.Module):
         )
         self.type_emb = nn.Embedding(len(in_dims), hidden)
         scale_embeddings([*self.proj, self.type_emb], embedding_std)
-        self.input_dropout = nn.Dropout(input_dropout)
+        self.input_dropout = Dropout(input_dropout)
         self._feature_cache: list[LastGraphCache[Tensor | SparseMatrix]] = [
             LastGraphCache() for _ in in_dims]
 
@@ -396,7 +397,7 @@ class LocalGNNEncoder(nn.Module):
         self.kind = kind
         self.convs = nn.ModuleList(conv() for _ in range(num_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self._adjacency: LastGraphCache[Any] = LastGraphCache()
 
     def adjacency(self, graph: GraphView, device: torch.device) -> Any:

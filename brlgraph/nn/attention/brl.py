@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
 from brlgraph.nn.attention.base import init_linear
+from brlgraph.nn.dropout import Dropout
 from brlgraph.ops.brl import BRLHistory, brl_attention
 
 
@@ -138,7 +139,7 @@ class BRLAttention(nn.Module):
             self.theta = nn.Parameter(torch.empty(heads))
         else:
             self.register_buffer("fixed_lambda", torch.empty(heads))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from brlgraph.errors import ConfigError
 from brlgraph.nn.attention.base import TokenAttention, init_linear
 from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
+from brlgraph.nn.dropout import Dropout
 
 
 def linformer_attention(q: Tensor, k: Tensor, v: Tensor, proj_k: Tensor, proj_v: Tensor,
@@ -51,7 +52,7 @@ class LinformerAttention(TokenAttention):
         self.out = nn.Linear(dim, dim)
         self.proj_k = nn.Parameter(torch.empty(proj_dim, max_len))
         self.proj_v = nn.Parameter(torch.empty(proj_dim, max_len))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from brlgraph.errors import ConfigError
 from brlgraph.nn.attention.base import TokenAttention, init_linear
 from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
+from brlgraph.nn.dropout import Dropout
 from brlgraph.ops.brl import brl_attention
 
 
@@ -34,7 +35,7 @@ class LocalWindowAttention(TokenAttention):
         self.causal, self.window_mode = causal, window_mode
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from brlgraph.errors import ConfigError
 from brlgraph.nn.attention.base import TokenAttention, init_linear
 from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
+from brlgraph.nn.dropout import Dropout
 from brlgraph.ops.regla import chunked_regla
 
 
@@ -89,7 +90,7 @@ class PerformerAttention(TokenAttention):
         self.redraw_interval = redraw_interval
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.register_buffer("projection", torch.empty(self.num_features, self.head_dim))
         self._calls = 0
         self.reset_parameters()

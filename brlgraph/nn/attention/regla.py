@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from brlgraph.errors import ConfigError
 from brlgraph.nn.attention.base import TokenAttention, init_linear
 from brlgraph.nn.attention.brl import check_sizes, merge_heads, split_heads
+from brlgraph.nn.dropout import Dropout
 from brlgraph.ops.regla import chunked_regla
 
 
@@ -82,7 +83,7 @@ class ReGLAAttention(TokenAttention):
         self.gates = nn.Linear(dim, 2 * dim)  # W_g, W_r
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
