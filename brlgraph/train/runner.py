@@ -58,6 +58,10 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
     return out
 
 
+#: the HGB metrics we report: (key of a run's metrics, column name), in the published order
+HGB_METRICS = (("test_micro_f1", "Micro-F1"), ("test_macro_f1", "Macro-F1"))
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -70,12 +74,12 @@ def hgb_table(scores: dict[str, list[dict[str, float]]], datasets: Sequence[str]
     ``scores[data set]`` is the list of per-seed metric dicts (fractions);
     a data set without runs shows "n/a" in our row.
     """
-    columns = [f"{d} {m}" for d in datasets for m in ("Micro-F1", "Macro-F1")]
+    columns = [f"{d} {m}" for d in datasets for _, m in HGB_METRICS]
     ours_name = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
     rows: dict[str, list[str]] = {ours_name: []}
     for d in datasets:
         runs = scores.get(d, [])
-        for key in ("test_micro_f1", "test_macro_f1"):
+        for key, _ in HGB_METRICS:
             if runs:
                 mean, std = mean_std([100 * r[key] for r in runs])
                 rows[ours_name].append(f"{mean:.2f} ± {std:.2f}")
@@ -99,9 +103,9 @@ def hgb_gaps(scores: dict[str, list[dict[str, float]]], datasets: Sequence[str])
     rows: dict[str, dict[str, Any]] = {}
     for d in datasets:
         runs = scores.get(d, [])
-        for key, metric, i in (("test_micro_f1", "Micro-F1", 0), ("test_macro_f1", "Macro-F1", 1)):
-            if not runs:
-                continue
+        if not runs:
+            continue
+        for i, (key, metric) in enumerate(HGB_METRICS):
             mean, std = mean_std([100 * r[key] for r in runs])
             row = {"ours": f"{mean:.2f}", "standard error": f"{std / math.sqrt(len(runs)):.2f}"}
             for method, per_data in PUBLISHED_HGB.items():  # from the rounded mean the table shows
@@ -121,6 +125,14 @@ def to_markdown(frame: pd.DataFrame) -> str:
     for name, row in frame.iterrows():
         lines.append("| " + " | ".join([str(name)] + [str(v) for v in row]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def write_table(out: Path, stem: str, frame: pd.DataFrame) -> None:
+    """``frame`` as ``out/<stem>.md`` (Markdown) and ``out/<stem>.csv``, each written atomically."""
+    with atomic_write(out / f"{stem}.md") as f:
+        f.write(to_markdown(frame))
+    with atomic_write(out / f"{stem}.csv") as f:
+        frame.to_csv(f)
 
 
 def write_scores(path: str | Path, scores: dict[str, list[dict[str, Any]]]) -> None:
@@ -227,16 +239,9 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
     per_data = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
     scores = {d: rs for d, rs in per_data.items() if rs}
     frame = hgb_table(scores, datasets, attention)
-    with atomic_write(out / "hgb_table.md") as f:
-        f.write(to_markdown(frame))
-    with atomic_write(out / "hgb_table.csv") as f:
-        frame.to_csv(f)
+    write_table(out, "hgb_table", frame)
     write_scores(out / "hgb_scores.json", scores)
-    gaps = hgb_gaps(scores, datasets)
-    with atomic_write(out / "hgb_gaps.md") as f:
-        f.write(to_markdown(gaps))
-    with atomic_write(out / "hgb_gaps.csv") as f:
-        gaps.to_csv(f)
+    write_table(out, "hgb_gaps", hgb_gaps(scores, datasets))
     return frame
 
 
@@ -268,9 +273,6 @@ def reproduce_knn(seeds: int | Sequence[int], out: str | Path, device: str = "cp
          "NodeFormer (published)": [f"{PUBLISHED_KNN['20News']:.2f}"]},
         orient="index", columns=["20News accuracy (kNN, k = 5)"])
     frame.index.name = "method"
-    with atomic_write(out / "knn_table.md") as f:
-        f.write(to_markdown(frame))
-    with atomic_write(out / "knn_table.csv") as f:
-        frame.to_csv(f)
+    write_table(out, "knn_table", frame)
     write_scores(out / "knn_scores.json", {"20News": runs})
     return frame
