@@ -165,6 +165,11 @@ class TrainConfig:
     monitor: str = "val_micro_f1"
     #: rows of target nodes per forward pass during evaluation
     eval_batch_size: int = 1024
+    #: members of a deep ensemble: the run trains this many models on the same split,
+    #: member k from seed ``seed + k * MEMBER_SEED_STEP`` (member 0 is the run itself),
+    #: each early-stopped on validation alone, and evaluates the mean of their predicted
+    #: probabilities; 1 = one model. Costs k times the training time
+    ensemble: int = 1
 
 
 @dataclass
@@ -201,6 +206,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.path_tokens": (lambda v: 0 <= v <= 4, "in 0..4 (0 = none)"),
     "model.embedding_std": (lambda v: v > 0.0, "> 0"),
     "sequences.eval_draws": (lambda v: v >= 1, ">= 1"),
+    "train.ensemble": (lambda v: 1 <= v <= 32, "in 1..32 (1 = one model)"),
     "model.label_inputs": (lambda v: 0.0 <= v <= 1.0, "in [0, 1] (0 = off)"),
     "train.consistency": (lambda v: v >= 0.0, ">= 0 (0 = off)"),
     "train.consistency_temperature": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),

@@ -15,6 +15,7 @@ one JSON line to the results file and returns the test predictions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -36,11 +37,14 @@ from brlgraph.train.metrics import (
     classification_loss,
     classification_metrics,
     consistency_loss,
+    ensemble_logits,
     predict_labels,
 )
 
 #: seeds of the consistency views' samplers: run seed + k * VIEW_SEED_STEP, k = 1, 2
 VIEW_SEED_STEP = 2_000_029
+#: seeds of the members of an ensemble (``train.ensemble``): run seed + k * MEMBER_SEED_STEP
+MEMBER_SEED_STEP = 3_000_017
 
 
 def epoch_batch_seed(seed: int, epoch: int) -> int:
@@ -330,6 +334,17 @@ def build_task(data, config: Config, device: str = "cpu") -> NodeSequenceTask | 
     return GraphSequenceTask(data, config, device)
 
 
+def member_seed(seed: int, member: int) -> int:
+    """Run seed of ensemble member ``member`` (``train.ensemble``); member 0 is the run."""
+    return seed + MEMBER_SEED_STEP * member
+
+
+def member_checkpoint(out: Path, member: int) -> Path:
+    """Checkpoint file of ensemble member ``member``: ``checkpoint.pt`` for member 0
+    (a one-model run's file), ``checkpoint-member<k>.pt`` for the others."""
+    return out / ("checkpoint.pt" if member == 0 else f"checkpoint-member{member}.pt")
+
+
 def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume: bool = False,
                    progress: bool = True, results_file: str | Path | None = None,
                    on_epoch_end=None) -> dict[str, Any]:
@@ -338,27 +353,58 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
     Returns ``{"metrics": {...}, "predictions": {...}, "config": {...}}``; the metrics
     hold test/val Micro- and Macro-F1 (and accuracy for single-label data),
     ``epochs`` trained, ``best_epoch`` and training ``seconds``.
+
+    With ``train.ensemble = K > 1`` the run trains K models on the same data and
+    split, one after the other: member k is the run with seed :func:`member_seed`
+    (``seed + k * MEMBER_SEED_STEP``; member 0 is exactly the one-model run), its own
+    context draws, initialisation and dropout, early-stopped on its own validation
+    score, checkpointed in :func:`member_checkpoint` (so ``resume`` continues the
+    member that was interrupted). The metrics and predictions are those of the
+    members' mean probability (:func:`~brlgraph.train.metrics.ensemble_logits`);
+    ``epochs`` and ``seconds`` add up over the members, ``best_epoch`` is member 0's,
+    and the record's ``members`` holds each member's own seed, epochs and scores.
     """
     out = Path(out)
     seed_everything(config.seed, config.train.deterministic)
     t0 = time.perf_counter()
     data = load_dataset(config)
-    task = build_task(data, config, device)
     setup_seconds = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)  # only once there is a run to write: no empty folders
-    summary = fit(task, config, out / "checkpoint.pt", resume=resume, progress=progress,
-                  on_epoch_end=on_epoch_end)
-    # The best model's logits of each split, computed once for the metrics and the predictions.
-    logits = {split: task.logits(split) for split in ("val", "test")}
+    members = config.train.ensemble
+    logits: dict[str, list[torch.Tensor]] = {"val": [], "test": []}
+    summaries, member_records = [], []
+    for k in range(members):
+        member = config if k == 0 else dataclasses.replace(config, seed=member_seed(config.seed, k))
+        if k:  # member 0 keeps the one-model run's order: seed, load, build, train
+            seed_everything(member.seed, member.train.deterministic)
+        t1 = time.perf_counter()
+        task = build_task(data, member, device)
+        setup_seconds += time.perf_counter() - t1
+        out.mkdir(parents=True, exist_ok=True)  # only once there is a run to write: no empty folders
+        summary = fit(task, member, member_checkpoint(out, k), resume=resume, progress=progress,
+                      on_epoch_end=on_epoch_end,
+                      desc=config.data.name if members == 1 else f"{config.data.name} {k + 1}/{members}")
+        # The best model's logits of each split, computed once for the metrics and the predictions.
+        for split in ("val", "test"):
+            logits[split].append(task.logits(split))
+        summaries.append(summary)
+        if members > 1:
+            scores = {f"{split}_{key}": v for split in ("val", "test")
+                      for key, v in task.evaluate(split, logits[split][-1]).items()}
+            member_records.append({"seed": member.seed, "epochs": summary["epochs"],
+                                   "best_epoch": summary["best_epoch"], "seconds": summary["seconds"],
+                                   **scores})
+    combined = {split: ensemble_logits(logits[split], task.multi_label) for split in ("val", "test")}
     metrics: dict[str, Any] = {}
     for split in ("val", "test"):
-        metrics.update({f"{split}_{k}": v for k, v in task.evaluate(split, logits[split]).items()})
-    metrics.update(epochs=summary["epochs"], best_epoch=summary["best_epoch"],
-                   seconds=summary["seconds"], setup_seconds=setup_seconds)
+        metrics.update({f"{split}_{k}": v for k, v in task.evaluate(split, combined[split]).items()})
+    metrics.update(epochs=sum(s["epochs"] for s in summaries), best_epoch=summaries[0]["best_epoch"],
+                   seconds=sum(s["seconds"] for s in summaries), setup_seconds=setup_seconds)
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dataset": config.data.name,
               "seed": config.seed, "split_seed": config.data.split_seed, "device": device,
               "resumed": resume, "metrics": metrics, "config": config.to_dict()}
+    if member_records:
+        record["members"] = member_records
     results = Path(results_file) if results_file is not None else out / "results.jsonl"
     append_line(results, json.dumps(record, sort_keys=True))
-    return {"metrics": metrics, "predictions": task.predictions("test", logits["test"]), "config": config.to_dict(),
-            "history": summary["history"], "record": record}
+    return {"metrics": metrics, "predictions": task.predictions("test", combined["test"]),
+            "config": config.to_dict(), "history": summaries[0]["history"], "record": record}

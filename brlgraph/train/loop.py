@@ -106,12 +106,13 @@ def weights_swapped(model: torch.nn.Module, state: dict[str, torch.Tensor] | Non
 
 
 def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume: bool = False,
-        progress: bool = True, on_epoch_end: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+        progress: bool = True, on_epoch_end: Callable[[int, dict], None] | None = None,
+        desc: str | None = None) -> dict[str, Any]:
     """Train ``task.model`` under ``config.train``; return the best epoch's summary.
 
     The model is left holding the best validation state. ``on_epoch_end(epoch,
     metrics)`` is called after each epoch's checkpoint is written (tests use it to
-    interrupt a run).
+    interrupt a run). ``desc`` labels the progress bar (default: the data set).
     """
     cfg, model = config.train, task.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -131,7 +132,7 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
         if average is not None:
             average = state["ema"]
 
-    bar = tqdm(total=cfg.epochs, initial=epoch, desc=config.data.name, file=sys.stderr,
+    bar = tqdm(total=cfg.epochs, initial=epoch, desc=desc or config.data.name, file=sys.stderr,
                disable=not progress, dynamic_ncols=True, leave=False)
     while epoch < cfg.epochs and not stopped:
         t0 = time.perf_counter()

@@ -7,6 +7,8 @@ F1 scores come from scikit-learn so that they match published numbers.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from sklearn.metrics import f1_score
 
@@ -105,3 +107,29 @@ def consistency_loss(logits: list[torch.Tensor], multi_label: bool = False,
         sharp = power / power.sum(-1, keepdim=True)
     sharp = sharp.detach()
     return torch.stack([(p - sharp).pow(2).sum(-1).mean() for p in probs]).mean()
+
+
+def ensemble_logits(logits: list[torch.Tensor], multi_label: bool = False) -> torch.Tensor:
+    r"""The logits of a deep ensemble: its members' mean predicted probability, as logits.
+
+    With :math:`p_k` member k's distribution (softmax; per-class sigmoids for
+    multi-label) and :math:`\bar p = \frac{1}{K} \sum_k p_k`, the result is
+    :math:`\log \bar p` (single-label: its softmax is :math:`\bar p` again, so
+    arg-max and cross-entropy are those of :math:`\bar p`) or
+    :math:`\log \bar p - \log(1 - \bar p)` (multi-label: its sigmoid is
+    :math:`\bar p`, so the 0.5 threshold and binary cross-entropy read :math:`\bar p`).
+    Probabilities are averaged rather than logits: a member sure of its answer does
+    not outvote the others by the size of its logits. One member is returned as it is.
+    """
+    if not logits:
+        raise ValueError("an ensemble needs at least one member")
+    if len(logits) == 1:
+        return logits[0]
+    if multi_label:
+        # mean sigmoid, then its logit, each term computed in log space so that a
+        # saturated member (sigmoid 0 or 1 in float32) gives a finite logit
+        log_p = torch.logsumexp(torch.stack([torch.nn.functional.logsigmoid(x) for x in logits]), 0)
+        log_q = torch.logsumexp(torch.stack([torch.nn.functional.logsigmoid(-x) for x in logits]), 0)
+        return log_p - log_q
+    log_p = torch.stack([torch.log_softmax(x, dim=-1) for x in logits])
+    return torch.logsumexp(log_p, 0) - math.log(len(logits))

@@ -6,7 +6,8 @@ split), then
 
 - prints and saves (``hgb_table.md``, ``hgb_table.csv``) our mean +- std of the
   test Micro-/Macro-F1 (%) beside the published rows of
-  :mod:`brlgraph.train.published`, and (``hgb_gaps.md``, ``hgb_gaps.csv``) our mean
+  :mod:`brlgraph.train.published` (for ensembles, ``train.ensemble``, also a row of
+  their member 0 alone, the one-model run), and (``hgb_gaps.md``, ``hgb_gaps.csv``) our mean
   minus each published figure beside the standard error of our mean;
 - writes ``<DATA>_<seed>.txt`` with the test predictions in HGB's submission
   format (``global_node_id<TAB><TAB>node_type<TAB>label[,label...]``);
@@ -67,24 +68,37 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+#: prefix of a run's metrics of its first ensemble member alone (``train.ensemble`` > 1)
+ONE_MODEL = "one_model_"
+
+
 def hgb_table(scores: dict[str, list[dict[str, float]]], datasets: Sequence[str],
               attention: str = "brl") -> pd.DataFrame:
     """Our mean +- std (test Micro-/Macro-F1, %) beside the published rows.
 
     ``scores[data set]`` is the list of per-seed metric dicts (fractions);
-    a data set without runs shows "n/a" in our row.
+    a data set without runs shows "n/a" in our row. When some runs are ensembles
+    (their dicts also hold ``one_model_test_micro_f1`` etc., the scores of member 0,
+    which is the one-model run of that seed), a second row of ours gives the one
+    model's figures, so the ensemble's gain is read off the same runs; a data set
+    without an ensemble shows its runs there as they are.
     """
     columns = [f"{d} {m}" for d in datasets for _, m in HGB_METRICS]
     ours_name = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
     rows: dict[str, list[str]] = {ours_name: []}
-    for d in datasets:
-        runs = scores.get(d, [])
-        for key, _ in HGB_METRICS:
-            if runs:
-                mean, std = mean_std([100 * r[key] for r in runs])
-                rows[ours_name].append(f"{mean:.2f} ± {std:.2f}")
-            else:
-                rows[ours_name].append("n/a")
+    ensembles = any(ONE_MODEL + key in r for runs in scores.values() for r in runs for key, _ in HGB_METRICS)
+    variants = [(ours_name, "")] + ([(f"{ours_name}, one model (ensemble member 0)", ONE_MODEL)]
+                                    if ensembles else [])
+    for name, prefix in variants:
+        rows[name] = []
+        for d in datasets:
+            runs = scores.get(d, [])
+            for key, _ in HGB_METRICS:
+                if runs:
+                    mean, std = mean_std([100 * r.get(prefix + key, r[key]) for r in runs])
+                    rows[name].append(f"{mean:.2f} ± {std:.2f}")
+                else:
+                    rows[name].append("n/a")
     for method, per_data in PUBLISHED_HGB.items():
         rows[method] = [f"{v:.2f}" for d in datasets for v in per_data[d]]
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
@@ -232,10 +246,14 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
         name, m = result["dataset"], result["metrics"]
         attention = result["attention"]
         write_hgb_predictions(out / f"{name}_{seed}.txt", result["predictions"])
-        done[dataset, seed] = {"seed": seed, **m}
+        members = result["record"].get("members")
+        one = {ONE_MODEL + key: members[0][key] for key, _ in HGB_METRICS} if members else {}
+        done[dataset, seed] = {"seed": seed, **m, **one}
         log(f"{name} seed {seed}: test Micro-F1 {100 * m['test_micro_f1']:.2f}"
-            f"  Macro-F1 {100 * m['test_macro_f1']:.2f}  ({m['epochs']} epochs, "
-            f"{m['seconds']:.0f} s)")
+            f"  Macro-F1 {100 * m['test_macro_f1']:.2f}"
+            + (f" (ensemble of {len(members)}; member 0 alone {100 * members[0]['test_micro_f1']:.2f}"
+               f" / {100 * members[0]['test_macro_f1']:.2f})" if members else "")
+            + f"  ({m['epochs']} epochs, {m['seconds']:.0f} s)")
     per_data = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
     scores = {d: rs for d, rs in per_data.items() if rs}
     frame = hgb_table(scores, datasets, attention)

@@ -194,3 +194,36 @@ def test_reproduce_resume_reuses_finished_runs_and_refuses_another_config(tmp_pa
     assert main([*args, "--resume", "--set", "model.hidden=16"]) == 2
     err = capsys.readouterr().err
     assert "checkpoint" in err and "DBLP-seed1" in err and "Traceback" not in err
+
+
+def test_table_adds_a_one_model_row_when_runs_are_ensembles():
+    ensemble = [{"test_micro_f1": 0.94, "test_macro_f1": 0.93, "one_model_test_micro_f1": 0.92,
+                 "one_model_test_macro_f1": 0.91}] * 2
+    plain = [{"test_micro_f1": 0.95, "test_macro_f1": 0.945}]
+    frame = hgb_table({"ACM": ensemble, "DBLP": plain}, ["DBLP", "ACM"])
+    ours, one = frame.index[0], frame.index[1]
+    assert one == f"{ours}, one model (ensemble member 0)"
+    assert frame.loc[ours, "ACM Micro-F1"] == "94.00 ± 0.00" and frame.loc[one, "ACM Micro-F1"] == "92.00 ± 0.00"
+    assert frame.loc[one, "ACM Macro-F1"] == "91.00 ± 0.00"
+    assert frame.loc[one, "DBLP Micro-F1"] == frame.loc[ours, "DBLP Micro-F1"]  # no ensemble: the runs as they are
+    assert len(hgb_table({"DBLP": plain}, ["DBLP"])) == len(PUBLISHED_HGB) + 1  # no ensembles, no extra row
+
+
+def test_reproduce_keeps_member_zero_of_an_ensemble_beside_the_ensemble(tmp_path, monkeypatch):
+    from brlgraph.train import runner
+
+    def fake_runs(runs, *args, **kwargs):  # two seeds of a two-member ensemble, no training
+        for dataset, seed in runs:
+            m = {"test_micro_f1": 0.9 + seed / 100, "test_macro_f1": 0.8, "epochs": 4, "seconds": 1.0}
+            member = {"seed": seed, "test_micro_f1": 0.9, "test_macro_f1": 0.7 + seed / 100}
+            yield dataset, seed, {"dataset": dataset, "attention": "brl", "metrics": m,
+                                  "record": {"members": [member, {**member, "seed": seed + 7}]},
+                                  "predictions": {"global_id": [5], "node_type_id": 0, "labels": [[1]]}}
+
+    monkeypatch.setattr(runner, "_run_all", fake_runs)
+    lines = []
+    frame = runner.reproduce_hgb(["ACM"], 2, tmp_path, log=lines.append)
+    scores = json.loads((tmp_path / "hgb_scores.json").read_text())["ACM"]
+    assert [s["one_model_test_macro_f1"] for s in scores] == [0.71, 0.72]
+    assert frame.iloc[1]["ACM Macro-F1"] == "71.50 ± 0.71" and frame.iloc[0]["ACM Macro-F1"] == "80.00 ± 0.00"
+    assert "ensemble of 2; member 0 alone 90.00 / 71.00" in lines[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from brlgraph.errors import ConfigError
+from brlgraph.errors import CheckpointError, ConfigError
 from brlgraph.train.checkpoint import load_checkpoint
 from brlgraph.train.config import build_config
 from brlgraph.train.experiment import featureless_types, run_experiment
@@ -75,6 +75,81 @@ def test_resume_after_interrupt_ends_where_uninterrupted_run_ends(reference, int
                              progress=False)
     _same(reference, resumed)
     assert resumed["metrics"]["epochs"] == 8
+
+
+#: the DBLP config above, shorter: an ensemble trains it once per member
+SHORT = [*FAST, "train.epochs=2", "train.patience=2"]
+
+
+@pytest.fixture(scope="module")
+def ensemble_pair(dblp_env):
+    """The short config as one model and as a two-member ensemble."""
+    one = run_experiment(build_config("DBLP", None, SHORT), dblp_env / "one", progress=False)
+    two = run_experiment(build_config("DBLP", None, [*SHORT, "train.ensemble=2"]), dblp_env / "two",
+                         progress=False)
+    return one, two
+
+
+def test_ensemble_member_zero_is_the_one_model_run(ensemble_pair):
+    from brlgraph.train.experiment import MEMBER_SEED_STEP
+
+    one, two = ensemble_pair
+    members = two["record"]["members"]
+    assert [m["seed"] for m in members] == [1, 1 + MEMBER_SEED_STEP]
+    assert "members" not in one["record"]
+    for key, value in one["metrics"].items():  # member 0 is the one-model run, bitwise
+        if key.startswith(("val_", "test_")):
+            assert members[0][key] == value, key
+    assert members[0]["best_epoch"] == one["metrics"]["best_epoch"] == two["metrics"]["best_epoch"]
+    assert two["history"] == one["history"]
+    assert members[1]["test_loss"] != members[0]["test_loss"]  # another model, not a copy
+    m = two["metrics"]
+    assert m["epochs"] == members[0]["epochs"] + members[1]["epochs"] == 4
+    assert m["seconds"] == pytest.approx(members[0]["seconds"] + members[1]["seconds"])
+
+
+def test_ensemble_predicts_the_mean_probability_of_its_members_best_models(dblp_env, ensemble_pair):
+    import torch
+
+    from brlgraph.train.experiment import build_task, load_dataset, member_checkpoint, member_seed
+    from brlgraph.train.metrics import classification_metrics, ensemble_logits
+
+    _, two = ensemble_pair
+    logits = []
+    for k in range(2):  # each member's best state, read back from its own checkpoint
+        config = build_config("DBLP", None, [*SHORT, "train.ensemble=2", f"seed={member_seed(1, k)}"])
+        task = build_task(load_dataset(config), config)
+        task.model.load_state_dict(load_checkpoint(member_checkpoint(dblp_env / "two", k))["best"]["model"])
+        logits.append(task.logits("test"))
+    combined = ensemble_logits(logits)
+    assert two["predictions"]["labels"] == [[int(c)] for c in combined.argmax(-1)]
+    assert two["metrics"]["test_micro_f1"] == classification_metrics(combined, task.y["test"])["micro_f1"]
+    assert not torch.equal(logits[0].argmax(-1), logits[1].argmax(-1))  # the members disagree somewhere
+
+
+def test_resume_inside_an_ensemble_ends_where_the_uninterrupted_ensemble_ends(dblp_env, ensemble_pair):
+    _, two = ensemble_pair
+    calls = []
+
+    def interrupt(epoch, metrics):  # member 1's first epoch: member 0 is done, member 1 started
+        calls.append(epoch)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    config = build_config("DBLP", None, [*SHORT, "train.ensemble=2"])
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, dblp_env / "two-cut", progress=False, on_epoch_end=interrupt)
+    assert load_checkpoint(dblp_env / "two-cut" / "checkpoint-member1.pt")["epoch"] == 1
+    resumed = run_experiment(config, dblp_env / "two-cut", resume=True, progress=False)
+    _same(two, resumed)
+    drop = ("seconds",)
+    assert [{k: v for k, v in m.items() if k not in drop} for m in resumed["record"]["members"]] == \
+        [{k: v for k, v in m.items() if k not in drop} for m in two["record"]["members"]]
+    # a one-model config does not take over the ensemble's checkpoints
+    with pytest.raises(CheckpointError, match=r"train\.ensemble: 2 there, 1 here"):
+        run_experiment(build_config("DBLP", None, SHORT), dblp_env / "two-cut", resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"train\.ensemble.*1\.\.32"):
+        build_config("DBLP", None, ["train.ensemble=0"])
 
 
 @pytest.mark.parametrize(("mode", "expected"), [("all", []), ("target", ["paper", "venue"]),

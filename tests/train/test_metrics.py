@@ -9,6 +9,7 @@ from brlgraph.train.metrics import (
     class_weights,
     classification_loss,
     classification_metrics,
+    ensemble_logits,
     f1_scores,
     predict_labels,
 )
@@ -96,3 +97,25 @@ def test_consistency_loss_pulls_views_to_their_sharpened_mean():
     assert torch.allclose(x.grad, torch.zeros_like(x.grad), atol=1e-7)  # equal views at T = 1: nothing to learn
     with pytest.raises(ValueError, match="two views"):
         consistency_loss([a])
+
+
+def test_ensemble_logits_are_the_members_mean_probability():
+    g = torch.Generator().manual_seed(0)
+    members = [3 * torch.randn(7, 4, generator=g) for _ in range(3)]
+    single = ensemble_logits(members)
+    torch.testing.assert_close(torch.softmax(single, -1),
+                               torch.stack([torch.softmax(x, -1) for x in members]).mean(0))
+    multi = ensemble_logits(members, multi_label=True)
+    torch.testing.assert_close(torch.sigmoid(multi), torch.stack([torch.sigmoid(x) for x in members]).mean(0))
+    # the mean of probabilities, not of logits: one very sure member does not outvote two
+    # others that agree (the mean logit would follow the sure one)
+    sure, unsure = torch.tensor([[40.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    assert ensemble_logits([sure, unsure, unsure]).argmax(-1).item() == 1
+    assert torch.stack([sure, unsure, unsure]).mean(0).argmax(-1).item() == 0
+    no, yes = torch.tensor([[-40.0]]), torch.tensor([[2.0]])
+    assert predict_labels(ensemble_logits([no, yes, yes], multi_label=True), True).item() == 1
+    # saturated members (sigmoid exactly 0 or 1 in float32) still give finite logits
+    assert torch.isfinite(ensemble_logits([torch.tensor([[200.0, -200.0]])] * 2, multi_label=True)).all()
+    assert ensemble_logits(members[:1]) is members[0]  # one member: its own logits, unchanged
+    with pytest.raises(ValueError, match="at least one member"):
+        ensemble_logits([])
