@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
           + (f"  accuracy {100 * m['test_accuracy']:.2f}" if score == "accuracy" else "")
           + f"  (val Micro-F1 {100 * m['val_micro_f1']:.2f}, {m['epochs']} epochs, "
           f"{m['seconds']:.1f} s)")
+    members = result["record"].get("members")
+    if members:  # train.ensemble > 1: what each member scored alone
+        print(f"ensemble of {len(members)}; test Micro-F1 of each member alone: "
+              + ", ".join(f"{100 * r['test_micro_f1']:.2f}" for r in members))
     print(f"wrote {out}/")
     if args.json:
         print(json.dumps({k: m[k] for k in (*SUMMARY_KEYS, "test_accuracy") if k in m}))

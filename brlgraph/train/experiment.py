@@ -10,7 +10,9 @@ Two tasks share the loop of :mod:`brlgraph.train.loop`:
   graph is one sequence in a locality-preserving order; full-batch training.
 
 :func:`run_experiment` drives either, records the seeds and metrics, appends
-one JSON line to the results file and returns the test predictions.
+one JSON line to the results file and returns the test predictions. With
+``train.ensemble = K`` it trains K members on the same split and evaluates their
+mean probability (a deep ensemble; member 0 is the one-model run).
 """
 
 from __future__ import annotations

@@ -100,3 +100,18 @@ def test_json_last_line_and_outputs(tmp_path, dblp_cache):
     assert record["metrics"]["test_micro_f1"] == last["test_micro_f1"]
     rows = (out / "DBLP_3.txt").read_text().splitlines()
     assert len(rows) == 2840 and all(len(r.split("\t")) == 4 for r in rows)
+
+
+def test_ensemble_run_names_its_members(capsys, tmp_path, monkeypatch, dblp_cache):
+    monkeypatch.setenv("BRLGRAPH_DATA", str(require_data("hgb", "DBLP.zip").parents[1]))
+    monkeypatch.setenv("BRLGRAPH_CACHE", str(dblp_cache))
+    out = tmp_path / "ens"
+    assert main(["train", "--dataset", "DBLP", *FAST, "--set", "train.epochs=1", "--set", "train.ensemble=2",
+                 "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    record = json.loads((out / "results.jsonl").read_text().splitlines()[-1])
+    members = record["members"]
+    assert len(members) == 2 and record["metrics"]["epochs"] == 2
+    assert lines[1] == ("ensemble of 2; test Micro-F1 of each member alone: "
+                        f"{100 * members[0]['test_micro_f1']:.2f}, {100 * members[1]['test_micro_f1']:.2f}")
+    assert (out / "checkpoint.pt").is_file() and (out / "checkpoint-member1.pt").is_file()
