@@ -168,7 +168,7 @@ class TrainConfig:
     #: members of a deep ensemble: the run trains this many models on the same split,
     #: member k from seed ``seed + k * MEMBER_SEED_STEP`` (member 0 is the run itself),
     #: each early-stopped on validation alone, and evaluates the mean of their predicted
-    #: probabilities; 1 = one model. Costs k times the training time
+    #: probabilities; 1 = one model. Costs that many times the training time
     ensemble: int = 1
 
 
