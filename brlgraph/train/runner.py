@@ -85,7 +85,7 @@ def hgb_table(scores: dict[str, list[dict[str, float]]], datasets: Sequence[str]
     """
     columns = [f"{d} {m}" for d in datasets for _, m in HGB_METRICS]
     ours_name = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
-    rows: dict[str, list[str]] = {ours_name: []}
+    rows: dict[str, list[str]] = {}
     ensembles = any(ONE_MODEL + key in r for runs in scores.values() for r in runs for key, _ in HGB_METRICS)
     variants = [(ours_name, "")] + ([(f"{ours_name}, one model (ensemble member 0)", ONE_MODEL)]
                                     if ensembles else [])
