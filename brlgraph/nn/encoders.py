@@ -444,25 +444,14 @@ class LocalGNNEncoder(nn.Module):
 
 
 TypePath = tuple[int, ...]
-#: the steps paths may take: the type-pair blocks of :func:`type_pair_means` ([t][s], or
-#: ``None`` where no edge joins t to s) or the relations of :func:`relation_means`
-#: ((t, s, block) per edge type)
-PathBlocks = list[list[SparseMatrix | None]] | list[tuple[int, int, SparseMatrix]]
+#: the type-pair blocks of :func:`type_pair_means`: ``[t][s]``, or ``None`` where no edge joins t to s
+PathBlocks = list[list[SparseMatrix | None]]
 
 
-def path_steps(blocks: PathBlocks, num_types: int) -> list[list[tuple[int, int, SparseMatrix]]]:
-    """Per node type t, the steps a path may take from it: (label, next type s, row-normalised
-    block [N_t, N_s]). A step's label is s for type-pair blocks, so a path of node types
-    reads as before; it is the relation's index for relations, so two edge types between
-    the same node types (ACM's cite and ref) are two steps."""
-    steps: list[list[tuple[int, int, SparseMatrix]]] = [[] for _ in range(num_types)]
-    if blocks and isinstance(blocks[0], tuple):
-        for r, (t, s, block) in enumerate(blocks):  # type: ignore[misc]
-            steps[t].append((r, s, block))
-    else:
-        for t, row in enumerate(blocks):
-            steps[t] = [(s, s, block) for s, block in enumerate(row) if block is not None]  # type: ignore[arg-type]
-    return steps
+def path_steps(blocks: PathBlocks) -> list[list[tuple[int, SparseMatrix]]]:
+    """Per node type t, the steps a path may take from it: (next type s, row-normalised
+    block [N_t, N_s])."""
+    return [[(s, block) for s, block in enumerate(row) if block is not None] for row in blocks]
 
 
 def type_path_means(
@@ -483,11 +472,6 @@ def type_path_means(
     are shared between paths with a common tail, and only the tails of paths from
     ``start`` are computed.
 
-    With the relations of :func:`relation_means` as ``blocks``, paths follow edge
-    types instead: :math:`P = (t_0, r_1, \dots, r_k)` names the relation of each step
-    (:func:`path_steps`) and :math:`M` is that relation's block, so paths through
-    different edge types between the same node types are told apart.
-
     ``rows`` [R] (indices among the nodes of type ``start``, repeats allowed) asks for
     those rows only, as a training batch of targets does: the first step of each path,
     :math:`M_{t_0 t_1}`, is then taken over those rows alone (unless the full product
@@ -495,24 +479,24 @@ def type_path_means(
     any node, stay whole. The result equals the full one indexed by ``rows``
     (:func:`type_path_means_reference`).
 
-    Returns the paths (tuples of the start type and the steps' labels, by length, then
+    Returns the paths (tuples of node types from the start, by length, then
     lexicographically) and their means stacked as [N_start, P, d] ([R, P, d] with
     ``rows``; P = 0 gives zero columns).
     """
-    steps = path_steps(blocks, len(slices))
+    steps = path_steps(blocks)
     memo: dict[tuple[int, int], dict[TypePath, Tensor]] = {}
 
     def tails(t: int, k: int) -> dict[TypePath, Tensor]:
-        """{labels of a path of exactly k edges from type t: its mean [N_t, d]}, only where needed."""
+        """{types after t of a path of exactly k edges from type t: its mean [N_t, d]}, only
+        where needed."""
         if k == 0:
             return {(): h[slices[t]]}
         if (t, k) not in memo:
-            memo[(t, k)] = {(label, *path): block.mm(mean) for label, s, block in steps[t]
+            memo[(t, k)] = {(s, *path): block.mm(mean) for s, block in steps[t]
                             for path, mean in tails(s, k - 1).items()}
         return memo[(t, k)]
 
-    firsts = ([(label, s, block.rows(rows)) for label, s, block in steps[start]]
-              if rows is not None else [])
+    firsts = [(s, block.rows(rows)) for s, block in steps[start]] if rows is not None else []
     means: dict[TypePath, Tensor] = {}
     for k in range(hops, 0, -1):  # longest first: shorter paths from start may then be memoised
         if rows is None:
@@ -520,7 +504,7 @@ def type_path_means(
         elif (start, k) in memo:
             means.update({(start, *p): m[rows] for p, m in memo[(start, k)].items()})
         else:
-            means.update({(start, label, *path): torch.sparse.mm(first, mean) for label, s, first in firsts
+            means.update({(start, s, *path): torch.sparse.mm(first, mean) for s, first in firsts
                           for path, mean in tails(s, k - 1).items()})
     paths = sorted(means, key=lambda p: (len(p), p))
     if not paths:
@@ -536,12 +520,11 @@ def type_path_means_reference(
     """:func:`type_path_means` the plain way, the reference it is tested against: every
     path's mean by a chain of ``torch.sparse`` products of its own over all nodes of type
     ``start`` (nothing shared, no stored transposes), then the ``rows`` asked for."""
-    steps = path_steps(blocks, len(slices))
+    steps = path_steps(blocks)
     walks: list[tuple[TypePath, list[SparseMatrix], int]] = []  # (path, its blocks, end type)
     frontier: list[tuple[TypePath, list[SparseMatrix], int]] = [((start,), [], start)]
     for _ in range(hops):
-        frontier = [((*p, label), [*chain, block], s) for p, chain, t in frontier
-                    for label, s, block in steps[t]]
+        frontier = [((*p, s), [*chain, block], s) for p, chain, t in frontier for s, block in steps[t]]
         walks += frontier
     walks.sort(key=lambda w: (len(w[0]), w[0]))
     n = slices[start].stop - slices[start].start

@@ -15,7 +15,6 @@ from brlgraph.sequences.hop_ordered import (
     DEFAULT_MAX_HOPS,
     HopSequenceSampler,
     NodeSequences,
-    epoch_seed,
     hop_ordered_sequences,
 )
 from brlgraph.sequences.orders import (
@@ -35,7 +34,6 @@ __all__ = [
     "NodeSequences",
     "bandwidth",
     "bfs_order",
-    "epoch_seed",
     "hop_ordered_sequences",
     "inverse_permutation",
     "node_order",

@@ -43,15 +43,6 @@ class DataConfig:
     split_seed: int = 0
     #: neighbours per node of the kNN graph (20News)
     knn_k: int = 5
-    #: scaling of every node's feature row: "none", "row" (divide by the sum of
-    #: absolute values) or "l2" (unit Euclidean norm)
-    feature_norm: str = "none"
-    #: input of node types without features: "embedding" (one learned vector per
-    #: node) or "mean" (the mean features of their neighbours, per relation)
-    featureless: str = "embedding"
-    #: node types removed with all their relations, comma-separated (e.g. "term" on
-    #: ACM, whose paper features are exactly the paper-term edges); HGB only
-    drop_types: str = ""
 
 
 @dataclass
@@ -69,9 +60,6 @@ class SequenceConfig:
     eval_draws: int = 1
     #: node order of the graph-as-one-sequence mode ("rcm" or "bfs")
     order: str = "rcm"
-    #: node types left out of the context sequences, comma-separated (e.g. "term"):
-    #: sequences and hop distances go around them; the GNN pre-encoder still sees them
-    exclude_types: str = ""
 
 
 @dataclass
@@ -82,8 +70,6 @@ class ModelConfig:
     layers: int = 2
     heads: int = 8
     dropout: float = 0.2
-    #: dropout on the attention output of the backend
-    attention_dropout: float = 0.0
     #: half-width of the local window of BRL/local attention
     window: int = 16
     #: compressed reservoir tokens (m) of BRL attention
@@ -95,29 +81,11 @@ class ModelConfig:
     gnn: str = "gcn"
     #: dropout applied to raw input features
     input_dropout: float = 0.0
-    #: which node types use their features: "all", "target" (the others get a
-    #: learned embedding per node), "none" (learned embeddings only, HGB's feats-type 3)
-    features: str = "all"
     #: node-as-sequence models: one extra token per type path of 1..K edges from the
     #: target's type, the mean node state along it (SeHGNN's metapaths); 0 = none
     path_tokens: int = 0
-    #: a linear map of its own per type path on its token (SeHGNN's per-metapath
-    #: projection), zero-initialised on top of the shared projections; needs path_tokens
-    path_transform: bool = False
-    #: path tokens follow edge types instead of node types (ACM's cite and ref become two
-    #: paths, SeHGNN's metapaths over relations); needs path_tokens
-    path_relations: bool = False
     #: > 0: the logits are L2-normalised and scaled by this (HINormer uses 1); 0 = off
     logit_norm: float = 0.0
-    #: label trick (UniMP, GAMLP): training labels are inputs of their nodes. Each
-    #: training step shows the labels of a random fraction p of the training nodes,
-    #: never of the nodes whose loss it computes; evaluation shows every training
-    #: label (never a validation or test label). 0 = off
-    label_inputs: float = 0.0
-    #: Graphormer's degree (centrality) encoding, per neighbour type: a learned vector
-    #: per node type t and log2 bucket of the node's number of type-t neighbours is
-    #: added to its input projection (zero-initialised)
-    degree_encoding: bool = False
     #: initial standard deviation of every learned embedding table (featureless nodes,
     #: node types, hops, path steps); nn.Embedding's default is 1, so embeddings start
     #: with norms near sqrt(hidden) while projected bag-of-words rows start at 0.2-1.5
@@ -129,34 +97,19 @@ class TrainConfig:
     epochs: int = 100
     #: stop after this many epochs without a better validation score
     patience: int = 20
-    #: never stop early before this many epochs (multi-label IMDB first sits on a
-    #: plateau of majority-label predictions for 10-20 epochs)
-    min_epochs: int = 0
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    #: linear warmup epochs, then ``schedule`` ("constant" or "cosine")
-    warmup_epochs: int = 0
     schedule: str = "constant"
     grad_clip: float = 1.0
-    #: power p of the class weights of the training loss, from the training labels:
-    #: (negatives / positives) ** p as BCE's pos_weight (multi-label), or
-    #: (N / (C * count)) ** p per class (single-label); 0 = unweighted
-    label_balance: float = 0.0
-    #: multi-label only: BCE's pos_weight on every label (times the class weights
-    #: of label_balance). A weight w moves the 0.5 threshold on the trained model's
-    #: output to a probability of 1 / (1 + w) under the unweighted loss
+    #: multi-label only: BCE's pos_weight on every label. A weight w moves the 0.5
+    #: threshold on the trained model's output to a probability of 1 / (1 + w) under
+    #: the unweighted loss
     positive_weight: float = 1.0
     #: decay of an exponential moving average of the weights, updated after every
     #: optimiser step; validation, early stopping and the final model use the
     #: average (0 = off, the weights as trained)
     ema: float = 0.0
-    #: weight of a consistency loss on targets without training labels (GRAND):
-    #: each step also draws two context sequences for a batch of them and pulls
-    #: both predictions towards their sharpened mean; 0 = off (HGB data sets)
-    consistency: float = 0.0
-    #: sharpening temperature of the consistency target (lower = more confident)
-    consistency_temperature: float = 0.5
     #: torch.use_deterministic_algorithms + seeded everything. On the CPU two runs are
     #: identical; on an H100 (torch 2.11) two runs gave the same predictions and scores
     #: and a test loss 2e-7 apart (relative)
@@ -166,7 +119,7 @@ class TrainConfig:
     #: rows of target nodes per forward pass during evaluation
     eval_batch_size: int = 1024
     #: members of a deep ensemble: the run trains this many models on the same split,
-    #: member k from seed ``seed + k * MEMBER_SEED_STEP`` (member 0 is the run itself),
+    #: member k from seed ``derive_seed(seed, "member", k)`` (member 0 is the run itself),
     #: each early-stopped on validation alone, and evaluates the mean of their predicted
     #: probabilities; 1 = one model. Costs that many times the training time
     ensemble: int = 1
@@ -193,29 +146,21 @@ CHOICES = {
     "train.monitor": ("val_micro_f1", "val_macro_f1", "val_accuracy", "val_loss"),
     "sequences.order": ("rcm", "bfs", "identity"),
     "model.gnn": ("gcn", "sage", "gat", "hsage", "rsage"),
-    "model.features": ("all", "target", "none"),
-    "data.feature_norm": ("none", "row", "l2"),
-    "data.featureless": ("embedding", "mean"),
 }
 
 #: keys whose values must lie in a range: key -> (test, what the range is)
 BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.ema": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (0 = off)"),
-    "train.label_balance": (lambda v: v >= 0.0, ">= 0 (0 = unweighted)"),
     "train.positive_weight": (lambda v: v > 0.0, "> 0 (1 = unweighted)"),
     "model.path_tokens": (lambda v: 0 <= v <= 4, "in 0..4 (0 = none)"),
     "model.embedding_std": (lambda v: v > 0.0, "> 0"),
     "sequences.eval_draws": (lambda v: v >= 1, ">= 1"),
     "train.ensemble": (lambda v: 1 <= v <= 32, "in 1..32 (1 = one model)"),
-    "model.label_inputs": (lambda v: 0.0 <= v <= 1.0, "in [0, 1] (0 = off)"),
-    "train.consistency": (lambda v: v >= 0.0, ">= 0 (0 = off)"),
-    "train.consistency_temperature": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
 }
 
 
 #: keys that only node-as-sequence models (HGB) read: elsewhere they must keep their default
-NODE_SEQUENCE_ONLY = ("model.path_tokens", "model.path_transform", "model.path_relations", "train.consistency",
-                      "sequences.exclude_types", "data.drop_types")
+NODE_SEQUENCE_ONLY = ("model.path_tokens",)
 
 
 def _section_names() -> list[str]:
@@ -378,13 +323,6 @@ def validate(cfg: Config) -> Config:
             if flat[key] != defaults[key]:
                 raise ConfigError(f"{key} applies to node-as-sequence models (HGB data sets); "
                                   f"{cfg.data.name} runs as one sequence: set it to {defaults[key]!r}")
-    if cfg.model.path_transform and not cfg.model.path_tokens:
-        raise ConfigError("model.path_transform = true needs path tokens: set model.path_tokens to 1..4")
-    if cfg.model.path_relations and not cfg.model.path_tokens:
-        raise ConfigError("model.path_relations = true needs path tokens: set model.path_tokens to 1..4")
-    if cfg.model.label_inputs >= 1.0 and cfg.data.name not in HGB_DATASETS:
-        raise ConfigError(f"model.label_inputs must be < 1 for {cfg.data.name}: its one sequence is "
-                          "trained on the training nodes whose labels a step does not show")
     return cfg
 
 

@@ -290,22 +290,6 @@ def test_gnn_encoder_equals_pyg_over_edge_index(kind):
     assert enc.adjacency(graph, h.device) is enc.adjacency(graph, h.device)
 
 
-def test_featureless_types_use_learned_embeddings():
-    data = toy_hetero()
-    graph = GraphView.from_data(data)
-    model = BRLFormer.from_data(data, featureless=["paper"], **SMALL).eval()
-    assert isinstance(model.encoder.proj[1], torch.nn.Embedding)  # paper: one row per node
-    assert model.encoder.proj[1].weight.shape == (50, 16)
-    seqs = hop_ordered_sequences(graph, None, 12, node_type="author")
-    before = model(graph, seqs)
-    data["paper"].x += 10.0  # paper features are ignored now, author features are not
-    torch.testing.assert_close(model(GraphView.from_data(data), seqs), before)
-    data["author"].x += 10.0
-    assert (model(GraphView.from_data(data), seqs) - before).abs().amax() > 1e-4
-    with pytest.raises(ConfigError, match="'conference'"):
-        BRLFormer.from_data(data, featureless=["conference"], **SMALL)
-
-
 def test_embedding_std_scales_every_embedding_table_and_nothing_else():
     data = toy_hetero()
     models = []
@@ -416,7 +400,7 @@ def test_path_tokens_join_the_sequence():
     model = BRLFormer.from_data(data, path_tokens=2, **SMALL).eval()
     seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)[:6]
     h = model.node_states(graph)
-    paths, tokens = model.path_tokens(graph, seqs.ids[:, 0], h)
+    paths, tokens = model.path_token_inputs(graph, seqs.ids[:, 0], h)
     assert len(paths) == tokens.shape[1] >= 2 and tokens.shape == (6, len(paths), 16)
     with torch.no_grad():
         logits = model(graph, seqs)
@@ -436,82 +420,15 @@ def test_path_tokens_join_the_sequence():
         BRLFormer.from_data(data, path_tokens=-1, **SMALL)
 
 
-def test_path_transform_maps_each_type_path_with_its_own_matrix():
-    data = toy_hetero()
-    graph = GraphView.from_data(data)
-    torch.manual_seed(0)
-    plain = BRLFormer.from_data(data, path_tokens=2, **SMALL).eval()
-    torch.manual_seed(0)
-    model = BRLFormer.from_data(data, path_tokens=2, path_transform=True, **SMALL).eval()
-    seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)[:6]
-    t = model.num_types
-    assert model.path_delta.shape == (t + t * t, 16, 16)
-    # every path of 1..2 edges has a slot of its own
-    tails = [(x,) for x in range(t)] + [(x, y) for x in range(t) for y in range(t)]
-    assert sorted(model.path_slot((0, *tail)) for tail in tails) == list(range(t + t * t))
-    with torch.no_grad():
-        h = model.node_states(graph)
-        # zero-initialised: the same tokens and logits as without the maps
-        torch.testing.assert_close(model(graph, seqs), plain(graph, seqs))
-        paths, before = model.path_tokens(graph, seqs.ids[:, 0], h)
-        model.path_delta.normal_(std=0.3)
-        _, after = model.path_tokens(graph, seqs.ids[:, 0], h)
-    assert graph.node_types[0] == "author"  # authors come first: their ids index the walk's rows
-    for j, path in enumerate(paths):  # a token is mean + path embedding; the map adds mean @ D_P
-        mean = _walk_means(graph, h, path)[seqs.ids[:, 0]]
-        delta = model.path_delta[model.path_slot(path)]
-        torch.testing.assert_close(after[:, j] - before[:, j], mean @ delta, rtol=1e-4, atol=1e-5)
-    model.train()
-    model(graph, seqs).square().sum().backward()
-    assert model.path_delta.grad.abs().sum() > 0
-    with pytest.raises(ConfigError, match="path_transform"):
-        BRLFormer.from_data(data, path_transform=True, **SMALL)
-
-
-def test_path_relations_give_each_edge_type_its_steps():
-    from brlgraph.nn.encoders import relation_means, type_path_means
-
-    data = _typed_toy()
-    graph = GraphView.from_data(data)
-    torch.manual_seed(0)
-    model = BRLFormer.from_data(data, path_tokens=2, path_relations=True, path_transform=True, **SMALL)
-    assert model.num_steps == 4 and model.path_emb.num_embeddings == 2 * 4
-    assert model.path_delta.shape[0] == 4 + 4 * 4
-    seqs = hop_ordered_sequences(graph, None, 8, node_type="paper", max_hops=3)
-    h = model.node_states(graph)
-    paths, tokens = model.path_tokens(graph, seqs.ids[:, 0], h)
-    assert (0, 0) in paths and (0, 1) in paths and tokens.shape == (12, len(paths), 16)
-    with torch.no_grad():  # a token: the path's mean plus the embeddings of (step, relation)
-        _, means = type_path_means(h, *relation_means(graph, torch.device("cpu")), start=0, hops=2)
-        for j, p in enumerate(paths):
-            emb = sum(model.path_emb.weight[i * 4 + r] for i, r in enumerate(p[1:]))
-            torch.testing.assert_close(model.eval().path_tokens(graph, seqs.ids[:, 0], h)[1][:, j],
-                                       means[seqs.ids[:, 0], j] + emb)
-    model.train()
-    model(graph, seqs).square().sum().backward()
-    assert model.path_emb.weight.grad.abs().sum() > 0
-    # the pre-encoder's relations are reused; a graph with other relations is refused
-    with_gnn = BRLFormer.from_data(data, path_tokens=2, path_relations=True, gnn="rsage", gnn_layers=1, **SMALL)
-    assert with_gnn(graph, seqs).shape == (12, 2)
-    other = _typed_toy()
-    del other["author", "writes", "paper"]
-    with pytest.raises(ConfigError, match="the model was built for 4 relations, the graph has 2"):
-        model(GraphView.from_data(other), seqs)
-    with pytest.raises(ConfigError, match="path_relations"):
-        BRLFormer.from_data(data, path_relations=True, **SMALL)
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_model_on_cuda_matches_the_cpu():
-    # relation-aware GNN, path tokens with their maps and BRL attention, on the GPU
+    # relation-aware GNN, path tokens and BRL attention, on the GPU
     data = toy_hetero()
     graph = GraphView.from_data(data)
     torch.manual_seed(0)
-    model = BRLFormer.from_data(data, path_tokens=2, path_transform=True, gnn="hsage", gnn_layers=2,
-                                **SMALL).eval()
+    model = BRLFormer.from_data(data, path_tokens=2, gnn="hsage", gnn_layers=2, **SMALL).eval()
     seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)
     with torch.no_grad():
-        model.path_delta.normal_(std=0.1)
         cpu = model(graph, seqs)
         gpu = model.cuda()(graph, seqs)
     assert gpu.device.type == "cuda"
@@ -519,79 +436,6 @@ def test_model_on_cuda_matches_the_cpu():
     model.train()
     model(graph, seqs).square().sum().backward()
     assert all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters())
-
-
-@pytest.mark.parametrize("gnn_layers", [0, 2])
-def test_label_inputs_are_added_to_the_node_inputs(gnn_layers):
-    data = toy_hetero()
-    graph = GraphView.from_data(data)
-    model = BRLFormer.from_data(data, gnn_layers=gnn_layers, gnn="hsage", label_inputs=True, **SMALL).eval()
-    seqs = hop_ordered_sequences(graph, None, 6, node_type="author")
-    labels = torch.zeros(graph.num_nodes, 3)
-    labels[5, 1] = labels[12, 2] = 1.0  # two authors show their labels
-    with torch.no_grad():
-        # the definition: W_y y_v added to the projection, before the GNN
-        h0 = model.encoder(graph) + labels @ model.label_proj.weight.t()
-        expected = h0 if model.gnn is None else model.gnn(h0, graph)
-        torch.testing.assert_close(model.node_states(graph, labels=labels), expected)
-        out = model(graph, seqs, labels=labels)
-        torch.testing.assert_close(model(graph, seqs, node_states=expected), out)
-        hidden = model(graph, seqs, labels=torch.zeros_like(labels))
-    assert (out[5] - hidden[5]).abs().amax() > 1e-5  # author 5 reads its own shown label
-    model.train()
-    model(graph, seqs, labels=labels).sum().backward()
-    assert model.label_proj.weight.grad.abs().sum() > 0
-    with pytest.raises(ConfigError, match="label_inputs"):
-        model(graph, seqs)
-    with pytest.raises(ConfigError, match=r"\[N, C\]"):
-        model(graph, seqs, labels=labels[:, :2])
-    with pytest.raises(ConfigError, match="label_inputs"):
-        BRLFormer.from_data(data, **SMALL)(graph, seqs, labels=labels)
-
-
-def test_degree_buckets_count_the_neighbours_of_each_type():
-    import math
-
-    from brlgraph.nn.brlformer import DEGREE_BUCKETS, degree_buckets
-
-    graph = GraphView.from_data(toy_hetero())
-    ids = degree_buckets(graph)
-    t = len(graph.node_types)
-    assert ids.shape == (graph.num_nodes, t)
-    types = graph.node_type.tolist()
-    for v in range(graph.num_nodes):  # node by node, from the CSR rows
-        nbrs = graph.indices[graph.indptr[v]:graph.indptr[v + 1]].tolist()
-        for s in range(t):
-            d = sum(types[u] == s for u in nbrs)
-            bucket = min(int(math.floor(math.log2(1 + d))), DEGREE_BUCKETS - 1)
-            assert int(ids[v, s]) == s * DEGREE_BUCKETS + bucket, (v, s, d)
-    assert int(ids[:, 0].max()) < DEGREE_BUCKETS  # a type's rows stay in its own block
-
-
-@pytest.mark.parametrize("gnn_layers", [0, 2])
-def test_degree_encoding_starts_as_the_plain_model_and_learns(gnn_layers):
-    from brlgraph.nn.brlformer import degree_buckets
-
-    data = toy_hetero()
-    graph = GraphView.from_data(data)
-    opts = dict(gnn_layers=gnn_layers, gnn="hsage", path_tokens=1, **SMALL)
-    plain = BRLFormer.from_data(data, **opts).eval()
-    model = BRLFormer.from_data(data, degree_encoding=True, **opts).eval()
-    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert missing == ["degree_emb.weight"]
-    seqs = hop_ordered_sequences(graph, None, 8, node_type="author", max_hops=3)
-    with torch.no_grad():
-        torch.testing.assert_close(model(graph, seqs), plain(graph, seqs))  # zero-initialised
-        model.degree_emb.weight.normal_()
-        # the definition: sum over neighbour types of the bucket's vector, added before the GNN
-        h0 = plain.encoder(graph) + model.degree_emb.weight[degree_buckets(graph)].sum(1)
-        expected = h0 if model.gnn is None else model.gnn(h0, graph)
-        torch.testing.assert_close(model.node_states(graph), expected)
-        ids = torch.tensor([3, 40, 81])
-        torch.testing.assert_close(model.node_states(graph, ids), expected[ids])
-    model.train()
-    model(graph, seqs).square().sum().backward()
-    assert model.degree_emb.weight.grad.abs().sum() > 0
 
 
 def _typed_toy() -> HeteroData:
@@ -682,68 +526,12 @@ def _typed_edges(data: HeteroData, graph: GraphView) -> list[tuple[int, int, int
             *[(3, off["paper"] + v, off["author"] + u) for u, v in writes]]
 
 
-def test_relation_paths_follow_their_definition():
-    from brlgraph.nn.encoders import relation_means, type_path_means
-
-    data = _typed_toy()
-    graph = GraphView.from_data(data)
-    edges = _typed_edges(data, graph)
-    h = torch.randn(graph.num_nodes, 5)
-
-    def mean_from(v: int, rels: tuple[int, ...]) -> torch.Tensor:  # node by node, no matrices
-        if not rels:
-            return h[v]
-        srcs = sorted({u for r, u, w in edges if r == rels[0] and w == v and u != v})
-        if not srcs:
-            return torch.zeros(5)
-        return torch.stack([mean_from(u, rels[1:]) for u in srcs]).mean(0)
-
-    blocks, slices = relation_means(graph, torch.device("cpu"))
-    paper = graph.node_types.index("paper")
-    paths, means = type_path_means(h, blocks, slices, start=paper, hops=2)
-    # from a paper: cite, ref, writes (to its authors); then on from each
-    assert paths[:3] == [(paper, 0), (paper, 1), (paper, 2)] and (paper, 2, 3) in paths
-    assert (paper, 0, 1) in paths and (paper, 1, 0) in paths  # cite then ref: not one merged step
-    assert len(paths) == 3 + 3 + 3 + 1
-    ids = range(slices[paper].start, slices[paper].stop)
-    for j, path in enumerate(paths):
-        torch.testing.assert_close(means[:, j], torch.stack([mean_from(v, path[1:]) for v in ids]),
-                                   rtol=1e-5, atol=1e-6)
-
-
-def test_relation_paths_are_the_type_paths_with_one_edge_type_per_pair():
-    from brlgraph.nn.encoders import relation_means, type_pair_means, type_path_means
-
-    graph = GraphView.from_data(toy_hetero())  # writes and in, each with its reverse
-    h = torch.randn(graph.num_nodes, 5)
-    blocks, slices = type_pair_means(graph, torch.device("cpu"))
-    relations, _ = relation_means(graph, torch.device("cpu"))
-    end = [s for _, s, _ in relations]  # relation r leads to node type end[r]
-    type_paths, type_means = type_path_means(h, blocks, slices, start=0, hops=3)
-    rel_paths, rel_means = type_path_means(h, relations, slices, start=0, hops=3)
-    as_types = [(p[0], *[end[r] for r in p[1:]]) for p in rel_paths]
-    assert sorted(as_types) == sorted(type_paths)
-    for j, p in enumerate(as_types):
-        torch.testing.assert_close(rel_means[:, j], type_means[:, type_paths.index(p)])
-
-
-@pytest.mark.parametrize("steps", ["types", "relations"])
 @pytest.mark.parametrize("start, hops", [(0, 3), (1, 3), (2, 2), (1, 1)])
-def test_path_means_of_some_rows_equal_the_full_means_at_those_rows(start, hops, steps):
-    from brlgraph.nn.encoders import (
-        relation_means,
-        type_pair_means,
-        type_path_means,
-        type_path_means_reference,
-    )
+def test_path_means_of_some_rows_equal_the_full_means_at_those_rows(start, hops):
+    from brlgraph.nn.encoders import type_pair_means, type_path_means, type_path_means_reference
 
-    if steps == "types":
-        graph = GraphView.from_data(toy_hetero())
-        blocks, slices = type_pair_means(graph, torch.device("cpu"))
-    else:
-        graph = GraphView.from_data(_typed_toy())
-        blocks, slices = relation_means(graph, torch.device("cpu"))
-        start = min(start, 1)  # two node types
+    graph = GraphView.from_data(toy_hetero())
+    blocks, slices = type_pair_means(graph, torch.device("cpu"))
     n = slices[start].stop - slices[start].start
     rows = torch.tensor([n - 1, 0, 2, 0, n // 2])  # unsorted, with a repeat
     h = torch.randn(graph.num_nodes, 5, requires_grad=True)

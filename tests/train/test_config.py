@@ -90,10 +90,8 @@ def test_parse_override_reads_toml_values():
 
 @pytest.mark.parametrize(("item", "message"), [("model.path_tokens=5", r"model\.path_tokens.*0\.\.4"),
                                                ("model.path_tokens=-1", r"model\.path_tokens"),
-                                               ("train.label_balance=-0.5", r"train\.label_balance.*>= 0"),
-                                               ("model.label_inputs=1.5", r"model\.label_inputs.*\[0, 1\]"),
-                                               ("data.feature_norm=max", r"data\.feature_norm.*none, row, l2"),
-                                               ("data.featureless=zeros", r"data\.featureless.*embedding, mean"),
+                                               ("train.ema=1.0", r"train\.ema.*\[0, 1\)"),
+                                               ("model.gnn=gin", r"model\.gnn.*gcn, sage, gat, hsage, rsage"),
                                                ("model.embedding_std=0", r"model\.embedding_std.*> 0")])
 def test_values_out_of_range_are_errors_naming_the_key(item, message):
     with pytest.raises(ConfigError, match=message):
@@ -109,26 +107,3 @@ def test_path_tokens_only_for_node_as_sequence_data_sets():
     with pytest.raises(ConfigError, match=r"model\.path_tokens.*20News"):
         validate(by_hand)
 
-
-@pytest.mark.parametrize("item", ["data.drop_types=term", "sequences.exclude_types=term"])
-def test_graph_surgery_options_only_for_hgb(item):
-    key = item.split("=")[0]
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*20News"):
-        build_config("20News", None, [item])
-    assert build_config("ACM", None, [item]) is not None
-
-
-def test_path_relations_need_path_tokens():
-    assert build_config("ACM", None, ["model.path_relations=true"]).model.path_relations
-    with pytest.raises(ConfigError, match=r"model\.path_relations.*model\.path_tokens"):
-        build_config("IMDB", None, ["model.path_relations=true"])
-    with pytest.raises(ConfigError, match=r"model\.path_relations.*20News"):
-        build_config("20News", None, ["model.path_relations=true", "model.path_tokens=0"])
-
-
-def test_path_transform_needs_path_tokens():
-    assert build_config("ACM", None, ["model.path_transform=true"]).model.path_transform  # ACM has K = 3
-    with pytest.raises(ConfigError, match=r"model\.path_transform.*model\.path_tokens"):
-        build_config("IMDB", None, ["model.path_transform=true"])
-    with pytest.raises(ConfigError, match=r"model\.path_transform.*20News"):
-        build_config("20News", None, ["model.path_transform=true", "model.path_tokens=0"])
