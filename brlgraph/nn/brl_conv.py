@@ -8,9 +8,10 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
+from brlgraph.graph import GraphView
 from brlgraph.nn.attention import attention_options as attention_options_of
 from brlgraph.nn.attention import make_attention
-from brlgraph.sequences import DEFAULT_MAX_HOPS, GraphView, NodeSequences, hop_ordered_sequences
+from brlgraph.sequences import DEFAULT_MAX_HOPS, NodeSequences, hop_ordered_sequences
 
 
 class BRLConv(nn.Module):

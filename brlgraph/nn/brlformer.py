@@ -2,7 +2,8 @@
 
 How to drive it::
 
-    from brlgraph.sequences import GraphView, hop_ordered_sequences
+    from brlgraph.graph import GraphView
+    from brlgraph.sequences import hop_ordered_sequences
     from brlgraph.nn import BRLFormer
 
     graph = GraphView.from_data(data)                    # Data or HeteroData, once
@@ -49,22 +50,16 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
+from brlgraph.graph import GraphView, count_relations, type_pair_means
 from brlgraph.nn.attention import attention_options, make_attention
 from brlgraph.nn.cache import LastGraphCache
 from brlgraph.nn.dropout import Dropout
-from brlgraph.nn.encoders import (
-    LocalGNNEncoder,
-    NodeInputEncoder,
-    TypePath,
-    count_relations,
-    scale_embeddings,
-    type_pair_means,
-    type_path_means,
-)
+from brlgraph.nn.local_gnn import LocalGNNEncoder
+from brlgraph.nn.metapath import TypePath, type_path_means
+from brlgraph.nn.node_encoder import NodeInputEncoder, scale_embeddings
 from brlgraph.sequences import (
     DEFAULT_MAX_HOPS,
     NODE_ORDERS,
-    GraphView,
     NodeSequences,
     inverse_permutation,
     node_order,
@@ -248,7 +243,7 @@ class BRLFormer(_GraphModel):
     initialised from E.
 
     With ``path_tokens = K > 0``, P more tokens follow the target token: one per type
-    path of 1..K edges from the target's type (:func:`~brlgraph.nn.encoders.type_path_means`),
+    path of 1..K edges from the target's type (:func:`~brlgraph.nn.metapath.type_path_means`),
     the mean of :math:`h` over the path's end nodes plus a learned path embedding
     :math:`\sum_i e_{i, t_i}` (step i, type :math:`t_i`). They give the target the whole
     neighbourhood of each relation chain (SeHGNN's metapath features), which the S
@@ -272,7 +267,7 @@ class BRLFormer(_GraphModel):
         path_tokens: K, the longest type path with a token of its own (0 = none).
         embedding_std: initial standard deviation of every embedding table (nodes of
             featureless types, node types, hops, path steps; default 1 as
-            ``nn.Embedding``), see :func:`~brlgraph.nn.encoders.scale_embeddings`.
+            ``nn.Embedding``), see :func:`~brlgraph.nn.node_encoder.scale_embeddings`.
 
     Shapes: ``forward(graph, seqs)`` with ``seqs`` of T rows and S tokens -> [T, C]
     (the blocks see S + P tokens when ``path_tokens`` > 0).
@@ -327,7 +322,7 @@ class BRLFormer(_GraphModel):
         """The type paths from the targets' type and their tokens [T, P, d] (see the class doc).
 
         With gradients (training), the first step of each path is taken over the targets
-        alone (:func:`~brlgraph.nn.encoders.type_path_means` with ``rows``). Without
+        alone (:func:`~brlgraph.nn.metapath.type_path_means` with ``rows``). Without
         them (evaluation), the means of every node of the targets' type are computed once
         for a ``node_states`` tensor and reused by later calls with it (other batches,
         other draws); changing it in place is noticed by its version counter.

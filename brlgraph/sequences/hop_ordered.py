@@ -32,8 +32,8 @@ import torch
 from torch import Tensor
 
 from brlgraph.errors import ConfigError
+from brlgraph.graph import GraphView
 from brlgraph.seeding import derive_seed, splitmix64
-from brlgraph.sequences.graph_view import GraphView
 
 DEFAULT_MAX_HOPS = 4
 

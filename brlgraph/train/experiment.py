@@ -27,9 +27,10 @@ from typing import Any
 import torch
 
 from brlgraph.errors import ConfigError
+from brlgraph.graph import GraphView
 from brlgraph.io import append_line
 from brlgraph.seeding import derive_seed, seed_everything
-from brlgraph.sequences import GraphView, HopSequenceSampler, hop_ordered_sequences, node_order
+from brlgraph.sequences import HopSequenceSampler, hop_ordered_sequences, node_order
 from brlgraph.train.config import HGB_DATASETS, Config, validate
 from brlgraph.train.loop import fit
 from brlgraph.train.metrics import (

@@ -7,9 +7,10 @@ import torch
 from torch_geometric.data import Data, HeteroData
 
 from brlgraph.errors import ConfigError
+from brlgraph.graph import GraphView
 from brlgraph.nn import ATTENTION_BACKENDS
 from brlgraph.nn.brlformer import BRLFormer, BRLGraphSequenceModel
-from brlgraph.sequences import GraphView, hop_ordered_sequences
+from brlgraph.sequences import hop_ordered_sequences
 
 
 def toy_hetero(seed: int = 0) -> HeteroData:
@@ -165,7 +166,7 @@ def test_overfits_a_few_dblp_authors(shared_data, monkeypatch, cache_dir):
 
 
 def test_sparse_feature_path_equals_dense(monkeypatch):
-    import brlgraph.nn.encoders as enc
+    import brlgraph.nn.node_encoder as enc
 
     data = toy_hetero()
     data["paper"].x = data["paper"].x * (torch.rand(50, 9) < 0.05)  # bag-of-words-like
@@ -190,7 +191,7 @@ def test_sparse_feature_path_equals_dense(monkeypatch):
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_sparse_features_project_like_the_coo_reference(dropout):
-    from brlgraph.nn.encoders import SparseMatrix
+    from brlgraph.graph import SparseMatrix
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(40, 23, generator=g) * (torch.rand(40, 23, generator=g) < 0.15)
@@ -217,7 +218,7 @@ def test_sparse_features_project_like_the_coo_reference(dropout):
 
 
 def test_sparse_matrix_products_and_rows_match_torch_sparse():
-    from brlgraph.nn.encoders import SparseMatrix
+    from brlgraph.graph import SparseMatrix
 
     g = torch.Generator().manual_seed(1)
     a = torch.rand(30, 17, generator=g) * (torch.rand(30, 17, generator=g) < 0.2)
@@ -277,7 +278,7 @@ def test_attention_options_reach_the_backend():
 def test_gnn_encoder_equals_pyg_over_edge_index(kind):
     from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 
-    from brlgraph.nn.encoders import LocalGNNEncoder
+    from brlgraph.nn.local_gnn import LocalGNNEncoder
 
     data = Data(x=torch.randn(50, 8), edge_index=torch.randint(0, 50, (2, 150)))
     graph = GraphView.from_data(data)  # symmetric, no self-loops, no repeats
@@ -327,7 +328,7 @@ def test_logit_norm_bounds_the_logits():
 
 
 def test_type_pair_sage_equals_its_definition():
-    from brlgraph.nn.encoders import LocalGNNEncoder
+    from brlgraph.nn.local_gnn import LocalGNNEncoder
 
     data = toy_hetero()
     graph = GraphView.from_data(data)
@@ -378,7 +379,8 @@ def _walk_means(graph: GraphView, h: torch.Tensor, path: tuple[int, ...]) -> tor
 
 
 def test_type_path_means_follow_their_definition():
-    from brlgraph.nn.encoders import type_pair_means, type_path_means
+    from brlgraph.graph import type_pair_means
+    from brlgraph.nn.metapath import type_path_means
 
     graph = GraphView.from_data(toy_hetero())  # author 0 - paper 1 - venue 2
     h = torch.randn(graph.num_nodes, 5)
@@ -455,7 +457,8 @@ def _typed_toy() -> HeteroData:
 
 
 def test_relation_sage_equals_its_definition():
-    from brlgraph.nn.encoders import LocalGNNEncoder, count_relations
+    from brlgraph.graph import count_relations
+    from brlgraph.nn.local_gnn import LocalGNNEncoder
 
     data = _typed_toy()
     graph = GraphView.from_data(data)
@@ -495,7 +498,7 @@ def test_relation_sage_equals_its_definition():
 def test_relation_sage_is_type_pair_sage_without_edge_types():
     """A view with no edge types (homogeneous, or each pair of types with one edge type
     each way) gives rsage the relations of hsage, in the same order."""
-    from brlgraph.nn.encoders import LocalGNNEncoder
+    from brlgraph.nn.local_gnn import LocalGNNEncoder
 
     for data in (toy_hetero(), Data(x=torch.randn(25, 6), edge_index=torch.randint(0, 25, (2, 70)))):
         graph = GraphView.from_data(data)
@@ -528,7 +531,8 @@ def _typed_edges(data: HeteroData, graph: GraphView) -> list[tuple[int, int, int
 
 @pytest.mark.parametrize("start, hops", [(0, 3), (1, 3), (2, 2), (1, 1)])
 def test_path_means_of_some_rows_equal_the_full_means_at_those_rows(start, hops):
-    from brlgraph.nn.encoders import type_pair_means, type_path_means, type_path_means_reference
+    from brlgraph.graph import type_pair_means
+    from brlgraph.nn.metapath import type_path_means, type_path_means_reference
 
     graph = GraphView.from_data(toy_hetero())
     blocks, slices = type_pair_means(graph, torch.device("cpu"))

@@ -8,9 +8,10 @@ import pickle
 import pytest
 import torch
 
+from brlgraph.graph import GraphView
 from brlgraph.nn.brlformer import BRLFormer, BRLGraphSequenceModel
 from brlgraph.nn.cache import LastGraphCache
-from brlgraph.sequences import GraphView, hop_ordered_sequences
+from brlgraph.sequences import hop_ordered_sequences
 from tests.nn.test_brlformer import SMALL, toy_hetero
 
 

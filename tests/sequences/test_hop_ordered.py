@@ -10,8 +10,9 @@ from scipy.sparse.csgraph import shortest_path
 from torch_geometric.data import HeteroData
 
 from brlgraph.errors import ConfigError
+from brlgraph.graph import GraphView
 from brlgraph.seeding import derive_seed
-from brlgraph.sequences import GraphView, HopSequenceSampler, hop_ordered_sequences
+from brlgraph.sequences import HopSequenceSampler, hop_ordered_sequences
 
 
 def random_view(n: int, m: int, seed: int, isolated: int = 0) -> GraphView:
