@@ -7,8 +7,8 @@ How to drive it::
     from brlgraph.nn import BRLFormer
 
     graph = GraphView.from_data(data)                    # Data or HeteroData, once
-    model = BRLFormer.from_data(graph_or_data, num_classes=C, hidden=256, layers=2,
-                                heads=8, attention="brl", window=16, reservoir=16)
+    model = BRLFormer.from_data(graph_or_data, num_classes=C, hidden_channels=256, layers=2,
+                                heads=8, attention="brl", window=16, reservoir_size=16)
     seqs = hop_ordered_sequences(graph, None, 50, node_type=data.target_type, seed=epoch)
     logits = model(graph, seqs[batch_rows])              # [T, C], one row per target
 
@@ -25,8 +25,8 @@ Per step, the type-specific projections (and the optional GNN) run once over the
 nodes, and tokens are gathered from them by id; without a GNN only the nodes that
 occur in the batch are projected (sparse bag-of-words features: all nodes, as one
 sparse product). Features stay in ``graph.x_dict``; the model caches them on its
-device. Hyper-parameters (keyword arguments of ``from_data``): ``hidden``, ``layers``,
-``heads``, ``attention``, ``window``, ``reservoir``, ``attention_options``, ``dropout``,
+device. Hyper-parameters (keyword arguments of ``from_data``): ``hidden_channels``, ``layers``,
+``heads``, ``attention``, ``window``, ``reservoir_size``, ``attention_options``, ``dropout``,
 ``input_dropout``, ``gnn_layers``, ``gnn``, ``ff_mult``, ``logit_norm``,
 ``embedding_std``, and ``max_hops``, ``path_tokens`` (BRLFormer) or ``order``
 (graph model).
@@ -67,12 +67,12 @@ from brlgraph.sequences import (
 
 
 def backend_options(
-    attention: str, window: int, reservoir: int, extra: dict[str, Any] | None
+    attention: str, window: int, reservoir_size: int, extra: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Keyword options of ``make_attention(attention, ...)``: the model-level ``window``
-    and ``reservoir`` (m) where the backend takes them; ``extra`` overrides."""
+    and ``reservoir_size`` (m) where the backend takes them; ``extra`` overrides."""
     accepted = attention_options(attention)
-    common = {"window": window, "num_compressed": reservoir}
+    common = {"window": window, "reservoir_size": reservoir_size}
     opts = {k: v for k, v in common.items() if k in accepted}
     opts.update(extra or {})
     return opts
@@ -107,7 +107,7 @@ class BRLBlock(nn.Module):
         self.dropout = Dropout(dropout)
         self.uses_reservoir = bool(getattr(self.attn, "uses_reservoir", False))
         if self.uses_reservoir:
-            dc = self.attn.compressed_dim
+            dc = self.attn.reservoir_dim
             self.norm1_c, self.norm2_c = nn.LayerNorm(dc), nn.LayerNorm(dc)
             self.ff_c = FeedForward(dc, ff_mult, dropout)
 
@@ -148,12 +148,12 @@ class _GraphModel(nn.Module):
         num_nodes: list[int],
         num_classes: int,
         *,
-        hidden: int = 256,
+        hidden_channels: int = 256,
         layers: int = 2,
         heads: int = 8,
         attention: str = "brl",
         window: int = 16,
-        reservoir: int = 16,
+        reservoir_size: int = 16,
         attention_options: dict[str, Any] | None = None,
         dropout: float = 0.2,
         input_dropout: float = 0.0,
@@ -167,24 +167,25 @@ class _GraphModel(nn.Module):
         super().__init__()
         if logit_norm < 0:
             raise ConfigError(f"model.logit_norm must be >= 0, got {logit_norm}")
-        if hidden % heads:
-            raise ConfigError(f"model.hidden ({hidden}) must be divisible by model.heads ({heads})")
+        if hidden_channels % heads:
+            raise ConfigError(f"model.hidden_channels ({hidden_channels}) must be divisible by "
+                              f"model.heads ({heads})")
         if layers < 1:
             raise ConfigError(f"model.layers must be >= 1, got {layers}")
-        self.encoder = NodeInputEncoder(in_dims, num_nodes, hidden, input_dropout, embedding_std)
-        self.gnn = (LocalGNNEncoder(hidden, gnn_layers, gnn, dropout=dropout, num_types=len(in_dims),
+        self.encoder = NodeInputEncoder(in_dims, num_nodes, hidden_channels, input_dropout, embedding_std)
+        self.gnn = (LocalGNNEncoder(hidden_channels, gnn_layers, gnn, dropout=dropout, num_types=len(in_dims),
                                     num_relations=num_relations)
                     if gnn_layers else None)
-        opts = backend_options(attention, window, reservoir, attention_options)
+        opts = backend_options(attention, window, reservoir_size, attention_options)
         self.blocks = BRLBlocks(
-            BRLBlock(hidden, heads, attention, ff_mult, dropout, opts) for _ in range(layers)
+            BRLBlock(hidden_channels, heads, attention, ff_mult, dropout, opts) for _ in range(layers)
         )
-        dcs = {b.attn.compressed_dim for b in self.blocks if b.uses_reservoir}
+        dcs = {b.attn.reservoir_dim for b in self.blocks if b.uses_reservoir}
         if len(dcs) > 1:
-            raise ConfigError("all layers must share one reservoir size (compressed_dim)")
+            raise ConfigError("all layers must share one reservoir size (reservoir_dim)")
         self.dropout = Dropout(dropout)
-        self.norm = nn.LayerNorm(hidden)
-        self.head = nn.Linear(hidden, num_classes)
+        self.norm = nn.LayerNorm(hidden_channels)
+        self.head = nn.Linear(hidden_channels, num_classes)
         self.attention = attention
         self.logit_norm = float(logit_norm)
 
@@ -254,10 +255,10 @@ class BRLFormer(_GraphModel):
         in_dims: feature size per node type in the graph's type order (``None`` = featureless).
         num_nodes: nodes per type.
         num_classes: C.
-        hidden, layers, heads: d, L, H.
+        hidden_channels, layers, heads: d, L, H.
         attention: a backend of ``brlgraph.nn.ATTENTION_BACKENDS``.
         window: local window half-width (``brl``, ``local``).
-        reservoir: m, compressed tokens of ``brl``.
+        reservoir_size: m, reservoir tokens of ``brl``.
         attention_options: further keyword options of ``make_attention``.
         dropout: dropout of the residual branches, token inputs and readout.
         input_dropout: dropout on raw node features.
@@ -288,7 +289,7 @@ class BRLFormer(_GraphModel):
             raise ConfigError(f"model.path_tokens must be >= 0, got {path_tokens}")
         self.max_hops = max_hops
         self.hop_emb = nn.Embedding(max_hops + 1, self.head.in_features)
-        self.num_types, self.path_hops = len(in_dims), path_tokens
+        self.num_types, self.path_tokens = len(in_dims), path_tokens
         self.path_emb = (nn.Embedding(path_tokens * self.num_types, self.head.in_features)
                          if path_tokens else None)
         scale_embeddings([self.hop_emb, self.path_emb], kwargs.get("embedding_std", 1.0))
@@ -339,25 +340,25 @@ class BRLFormer(_GraphModel):
         rows = targets - slices[start].start
         if torch.is_grad_enabled():  # training: the first step of each path over the batch alone
             self._eval_path_means.clear()
-            paths, means = type_path_means(node_states, blocks, slices, start, self.path_hops, rows)
+            paths, means = type_path_means(node_states, blocks, slices, start, self.path_tokens, rows)
         else:  # evaluation: every target of the start type at once, shared by batches and draws
             tag = (id(graph), start, node_states._version)  # the device goes with node_states
             paths, means = self._eval_path_means.get(
-                node_states, tag, lambda: type_path_means(node_states, blocks, slices, start, self.path_hops))
+                node_states, tag, lambda: type_path_means(node_states, blocks, slices, start, self.path_tokens))
             means = means[rows]
         if not paths:
             return paths, node_states.new_zeros(len(targets), 0, node_states.shape[-1])
         assert self.path_emb is not None
         # path p = (t_0, t_1, ..., t_k): sum of the embeddings of (step i, type t_i), padded to K
         ids = torch.tensor([[i * self.num_types + t for i, t in enumerate(p[1:])]
-                            + [-1] * (self.path_hops + 1 - len(p)) for p in paths], device=device)
+                            + [-1] * (self.path_tokens + 1 - len(p)) for p in paths], device=device)
         emb = (self.path_emb(ids.clamp(min=0)) * (ids >= 0).unsqueeze(-1)).sum(1)  # [P, d]
         return paths, self.dropout(means + emb)
 
     def forward(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None) -> Tensor:
         """Logits [T, C] of the targets of ``seqs`` (optionally from precomputed node states)."""
         mask = seqs.mask.to(self.head.weight.device)
-        if not self.path_hops:
+        if not self.path_tokens:
             x, _ = self.blocks(self.tokens(graph, seqs, node_states), mask)
             return self.readout(x[:, 0])
         h = self.node_states(graph) if node_states is None else node_states

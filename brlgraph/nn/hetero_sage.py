@@ -24,16 +24,16 @@ class TypePairSAGEConv(nn.Module):
     :meth:`LocalGNNEncoder.adjacency` builds the row-normalised blocks once per graph.
     """
 
-    def __init__(self, hidden: int, num_types: int) -> None:
+    def __init__(self, dim: int, num_types: int) -> None:
         super().__init__()
-        self.hidden, self.num_types = hidden, num_types
-        self.root = nn.Linear(hidden, hidden)
-        self.rel = nn.Parameter(torch.empty(num_types, num_types, hidden, hidden))
+        self.dim, self.num_types = dim, num_types
+        self.root = nn.Linear(dim, dim)
+        self.rel = nn.Parameter(torch.empty(num_types, num_types, dim, dim))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.root.reset_parameters()
-        bound = 1.0 / self.hidden**0.5  # nn.Linear's default range
+        bound = 1.0 / self.dim**0.5  # nn.Linear's default range
         nn.init.uniform_(self.rel, -bound, bound)
 
     def forward(self, h: Tensor, adjacency: tuple[list[list[SparseMatrix | None]], list[slice]]) -> Tensor:
@@ -46,7 +46,7 @@ class TypePairSAGEConv(nn.Module):
         return _relation_sum(self.root(h), h, terms, slices)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.hidden}, num_types={self.num_types})"
+        return f"{type(self).__name__}({self.dim}, num_types={self.num_types})"
 
 
 class RelationSAGEConv(nn.Module):
@@ -71,11 +71,11 @@ class RelationSAGEConv(nn.Module):
     their number for the graphs the layer sees (:func:`count_relations`).
     """
 
-    def __init__(self, hidden: int, num_relations: int) -> None:
+    def __init__(self, dim: int, num_relations: int) -> None:
         super().__init__()
-        self.hidden, self.num_relations = hidden, num_relations
-        self.root = nn.Linear(hidden, hidden)
-        self.rel = nn.Parameter(torch.empty(num_relations, hidden, hidden))
+        self.dim, self.num_relations = dim, num_relations
+        self.root = nn.Linear(dim, dim)
+        self.rel = nn.Parameter(torch.empty(num_relations, dim, dim))
         self.reset_parameters()
 
     reset_parameters = TypePairSAGEConv.reset_parameters
@@ -90,7 +90,7 @@ class RelationSAGEConv(nn.Module):
         return _relation_sum(self.root(h), h, terms, slices)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.hidden}, num_relations={self.num_relations})"
+        return f"{type(self).__name__}({self.dim}, num_relations={self.num_relations})"
 
 
 def _relation_sum(out: Tensor, h: Tensor, terms: list[tuple[int, int, Tensor, Tensor]],

@@ -41,39 +41,39 @@ class LocalGNNEncoder(nn.Module):
     ``rsage`` (:class:`RelationSAGEConv`) over one per edge type.
 
     Args:
-        hidden: d (input and output size).
+        dim: d (input and output size).
         num_layers: L (0 = identity).
         kind: ``"gcn"``, ``"sage"``, ``"gat"`` (torch-geometric layers), ``"hsage"`` or ``"rsage"``.
-        heads: attention heads of GAT (``hidden`` must be divisible by them).
+        heads: attention heads of GAT (``dim`` must be divisible by them).
         dropout: dropout on each layer's output.
         num_types: node types of the graphs it will see (``hsage`` only).
         num_relations: relations of the graphs it will see (``rsage`` only; :func:`count_relations`).
     """
 
     def __init__(
-        self, hidden: int, num_layers: int = 2, kind: str = "gcn", heads: int = 4, dropout: float = 0.0,
+        self, dim: int, num_layers: int = 2, kind: str = "gcn", heads: int = 4, dropout: float = 0.0,
         num_types: int = 1, num_relations: int = 1,
     ) -> None:
         super().__init__()
         if kind not in GNN_KINDS:
             raise ConfigError(f"unknown GNN kind {kind!r}; choose one of {GNN_KINDS}")
-        if kind == "gat" and hidden % heads:
-            raise ConfigError(f"hidden size {hidden} is not divisible by GAT heads {heads}")
+        if kind == "gat" and dim % heads:
+            raise ConfigError(f"dim={dim} is not divisible by GAT heads={heads}")
 
         def conv() -> nn.Module:
             if kind == "gcn":
-                return GCNConv(hidden, hidden, normalize=False)  # normalised in adjacency()
+                return GCNConv(dim, dim, normalize=False)  # normalised in adjacency()
             if kind == "sage":
-                return SAGEConv(hidden, hidden)
+                return SAGEConv(dim, dim)
             if kind == "hsage":
-                return TypePairSAGEConv(hidden, num_types)
+                return TypePairSAGEConv(dim, num_types)
             if kind == "rsage":
-                return RelationSAGEConv(hidden, num_relations)
-            return GATConv(hidden, hidden // heads, heads=heads)
+                return RelationSAGEConv(dim, num_relations)
+            return GATConv(dim, dim // heads, heads=heads)
 
         self.kind = kind
         self.convs = nn.ModuleList(conv() for _ in range(num_layers))
-        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(num_layers))
         self.dropout = Dropout(dropout)
         self._adjacency: LastGraphCache[Any] = LastGraphCache()
 

@@ -52,7 +52,7 @@ class NodeInputEncoder(nn.Module):
         in_dims: feature size of each node type, in the graph's type order
             (``None`` = featureless).
         num_nodes: number of nodes of each type (sizes the embeddings of featureless types).
-        hidden: d, the output size.
+        dim: d, the output size.
         input_dropout: dropout on raw input features.
         embedding_std: standard deviation of the initial embeddings (featureless
             nodes and node types; ``nn.Embedding``'s default 1). The N(0, 1) draws are
@@ -63,17 +63,17 @@ class NodeInputEncoder(nn.Module):
         self,
         in_dims: list[int | None],
         num_nodes: list[int],
-        hidden: int,
+        dim: int,
         input_dropout: float = 0.0,
         embedding_std: float = 1.0,
     ) -> None:
         super().__init__()
-        self.in_dims, self.hidden = list(in_dims), hidden
+        self.in_dims, self.dim = list(in_dims), dim
         self.proj = nn.ModuleList(
-            nn.Linear(f, hidden) if f is not None else nn.Embedding(n, hidden)
+            nn.Linear(f, dim) if f is not None else nn.Embedding(n, dim)
             for f, n in zip(in_dims, num_nodes, strict=True)
         )
-        self.type_emb = nn.Embedding(len(in_dims), hidden)
+        self.type_emb = nn.Embedding(len(in_dims), dim)
         scale_embeddings([*self.proj, self.type_emb], embedding_std)
         self.input_dropout = Dropout(input_dropout)
         self._feature_cache: list[LastGraphCache[Tensor | SparseMatrix]] = [

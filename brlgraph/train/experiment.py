@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 
-from brlgraph.errors import ConfigError
 from brlgraph.graph import GraphView
 from brlgraph.io import append_line
 from brlgraph.seeding import derive_seed, seed_everything
@@ -42,29 +41,31 @@ from brlgraph.train.metrics import (
 
 
 def load_dataset(config: Config):
-    """The data set of ``config`` with the split of ``config.data.split_seed``."""
-    from brlgraph.data import load_20news, load_hgb
+    """The data set of ``config`` with the split of ``config.split_seed`` (``data.split_seed``,
+    or the run seed when it is unset)."""
+    from brlgraph.data import load_20news, load_hgb, load_mini_imagenet
 
-    name, seed = config.data.name, config.data.split_seed
-    return load_hgb(name, seed=seed) if name in HGB_DATASETS else load_20news(k=config.data.knn_k, seed=seed)
+    name, seed = config.data.name, config.split_seed
+    if name in HGB_DATASETS:
+        return load_hgb(name, seed=seed)
+    if name == "Mini-ImageNet":
+        return load_mini_imagenet(k=config.data.knn_k, seed=seed)
+    return load_20news(k=config.data.knn_k, seed=seed)
 
 
 def model_options(config: Config) -> dict[str, Any]:
     m = config.model
-    return dict(hidden=m.hidden, layers=m.layers, heads=m.heads, attention=m.attention,
-                window=m.window, reservoir=m.reservoir, dropout=m.dropout,
+    return dict(hidden_channels=m.hidden_channels, layers=m.layers, heads=m.heads, attention=m.attention,
+                window=m.window, reservoir_size=m.reservoir_size, dropout=m.dropout,
                 input_dropout=m.input_dropout, gnn_layers=m.gnn_layers, gnn=m.gnn,
                 logit_norm=m.logit_norm, embedding_std=m.embedding_std)
 
 
-def train_weights(config: Config, num_classes: int, multi_label: bool,
-                  device: torch.device | str) -> torch.Tensor | None:
+def train_weights(config: Config, num_classes: int, device: torch.device | str) -> torch.Tensor | None:
     """BCE's ``pos_weight`` of the training loss: ``train.positive_weight`` on every label
-    (multi-label data only; None when it is 1, the unweighted loss)."""
+    (multi-label data sets; :func:`~brlgraph.train.config.validate` refuses it elsewhere).
+    None when it is 1, the unweighted loss."""
     positive = config.train.positive_weight
-    if positive != 1.0 and not multi_label:
-        raise ConfigError(f"train.positive_weight = {positive} applies to multi-label data sets (IMDB) only; "
-                          "leave it at 1 here")
     return positive * torch.ones(num_classes, device=device) if positive != 1.0 else None
 
 
@@ -85,11 +86,11 @@ class NodeSequenceTask:
         self.rows = {split: target[f"{split}_mask"].nonzero().view(-1)
                      for split in ("train", "val", "test")}
         self.y = {split: target.y[rows].to(device) for split, rows in self.rows.items()}
-        self.weight = train_weights(config, data.num_classes, self.multi_label, device)
-        self.sampler = HopSequenceSampler(self.graph, self.rows["train"] + offset, s.length,
+        self.weight = train_weights(config, data.num_classes, device)
+        self.sampler = HopSequenceSampler(self.graph, self.rows["train"] + offset, s.seq_len,
                                           max_hops=s.max_hops, seed=config.seed)
         # draw d of the evaluation sequences; draw 0 uses the run seed, as one draw does
-        self.eval_seqs = {split: [hop_ordered_sequences(self.graph, self.rows[split] + offset, s.length,
+        self.eval_seqs = {split: [hop_ordered_sequences(self.graph, self.rows[split] + offset, s.seq_len,
                                                         max_hops=s.max_hops,
                                                         seed=derive_seed(config.seed, "eval_draw", d))
                                   for d in range(s.eval_draws)]
@@ -150,7 +151,7 @@ class GraphSequenceTask:
         self.rows = {split: data[f"{split}_mask"].nonzero().view(-1).to(device)
                      for split in ("train", "val", "test")}
         self.y = data.y.to(device)
-        self.weight = train_weights(config, data.num_classes, False, device)
+        self.weight = train_weights(config, data.num_classes, device)
         self._eval_orders: list[torch.Tensor | None] | None = None
         self.model = BRLGraphSequenceModel.from_data(
             self.graph, num_classes=data.num_classes, order=config.sequences.order,
@@ -240,7 +241,10 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
     logits: dict[str, list[torch.Tensor]] = {"val": [], "test": []}
     summaries, member_records = [], []
     for k in range(members):
-        member = config if k == 0 else dataclasses.replace(config, seed=derive_seed(config.seed, "member", k))
+        # every member trains on the run's split, whatever its own seed
+        member = config if k == 0 else dataclasses.replace(
+            config, seed=derive_seed(config.seed, "member", k),
+            data=dataclasses.replace(config.data, split_seed=config.split_seed))
         if k:  # member 0 keeps the one-model run's order: seed, load, build, train
             seed_everything(member.seed, member.train.deterministic)
         t1 = time.perf_counter()
@@ -267,7 +271,7 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
     metrics.update(epochs=sum(s["epochs"] for s in summaries), best_epoch=summaries[0]["best_epoch"],
                    seconds=sum(s["seconds"] for s in summaries), setup_seconds=setup_seconds)
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dataset": config.data.name,
-              "seed": config.seed, "split_seed": config.data.split_seed, "device": device,
+              "seed": config.seed, "split_seed": config.split_seed, "device": device,
               "resumed": resume, "metrics": metrics, "config": config.to_dict()}
     if member_records:
         record["members"] = member_records

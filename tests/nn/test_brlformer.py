@@ -28,7 +28,7 @@ def toy_hetero(seed: int = 0) -> HeteroData:
     return data
 
 
-SMALL = dict(hidden=16, heads=2, layers=2, window=2, reservoir=4, dropout=0.0)
+SMALL = dict(hidden_channels=16, heads=2, layers=2, window=2, reservoir_size=4, dropout=0.0)
 
 
 @pytest.mark.parametrize("attention", ATTENTION_BACKENDS)
@@ -74,19 +74,19 @@ def test_reservoir_stream_is_carried_through_layers():
     x = model.tokens(graph, seqs)
     out, reservoir = model.blocks(x, seqs.mask)
     block0 = model.blocks[0]
-    assert reservoir.shape == (30, block0.attn.num_compressed, block0.attn.compressed_dim)
+    assert reservoir.shape == (30, block0.attn.reservoir_size, block0.attn.reservoir_dim)
     # the reservoir differs per sequence (written from each sequence)
     assert (reservoir - reservoir[:1]).abs().amax() > 1e-4
     before = model(graph, seqs)
     # block 0's reservoir feed-forward reaches the output only through the carried stream
     # (a random shift: a constant one would vanish in the next LayerNorm)
     with torch.no_grad():
-        block0.ff_c[-1].bias.add_(torch.randn(block0.attn.compressed_dim))
+        block0.ff_c[-1].bias.add_(torch.randn(block0.attn.reservoir_dim))
     assert (model(graph, seqs) - before).abs().amax() > 1e-5
     # the last block's reservoir feed-forward cannot reach the output
     with torch.no_grad():
         after = model(graph, seqs)
-        model.blocks[-1].ff_c[-1].bias.add_(torch.randn(block0.attn.compressed_dim))
+        model.blocks[-1].ff_c[-1].bias.add_(torch.randn(block0.attn.reservoir_dim))
         torch.testing.assert_close(model(graph, seqs), after)
 
 
@@ -124,7 +124,7 @@ def test_homogeneous_data_and_errors():
         with pytest.raises(ConfigError, match="max_hops"):
             small(graph, deep)
     with pytest.raises(ConfigError, match="divisible"):
-        BRLFormer.from_data(data, hidden=15, heads=2)
+        BRLFormer.from_data(data, hidden_channels=15, heads=2)
     with pytest.raises(ConfigError, match="num_classes"):
         BRLFormer.from_data(Data(x=torch.randn(3, 2), edge_index=torch.zeros(2, 0, dtype=torch.long)))
 
@@ -154,7 +154,7 @@ def test_overfits_a_few_dblp_authors(shared_data, monkeypatch, cache_dir):
     labelled = torch.nonzero(data["author"].train_mask).squeeze(1)[:48]
     seqs = hop_ordered_sequences(graph, labelled, 16, node_type="author", max_hops=2)
     y = data["author"].y[labelled]
-    model = BRLFormer.from_data(data, hidden=32, heads=4, layers=1, window=4, reservoir=4, dropout=0.0)
+    model = BRLFormer.from_data(data, hidden_channels=32, heads=4, layers=1, window=4, reservoir_size=4, dropout=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(30):
         loss = torch.nn.functional.cross_entropy(model(graph, seqs), y)
@@ -263,13 +263,13 @@ def test_attention_options_reach_the_backend():
         data, attention="brl", attention_options={"window_mode": "block"}, **SMALL
     )
     attn = model.blocks[0].attn
-    assert (attn.window, attn.num_compressed, attn.window_mode) == (2, 4, "block")
+    assert (attn.window, attn.reservoir_size, attn.window_mode) == (2, 4, "block")
     graph = GraphView.from_data(data)
     assert model(graph, hop_ordered_sequences(graph, None, 9, node_type="author")).shape == (30, 3)
     # model-level window/reservoir are not forced on backends without them
     assert BRLFormer.from_data(data, attention="performer", **SMALL).blocks[0].attn is not None
     with pytest.raises(ConfigError, match="no option"):
-        BRLFormer.from_data(data, attention="full", attention_options={"num_compressed": 3}, **SMALL)
+        BRLFormer.from_data(data, attention="full", attention_options={"reservoir_size": 3}, **SMALL)
     with pytest.raises(ConfigError, match="node order"):
         BRLGraphSequenceModel.from_data(data, order="spectral", **SMALL)
 

@@ -12,7 +12,7 @@ from tests.conftest import require_data
 
 # Small enough for CI (a few seconds per epoch on two CPU cores), big enough to learn DBLP.
 # The shipped model shrunk; its L2-normalised logits learn too slowly for 8 epochs, so off.
-FAST = ["train.epochs=8", "train.patience=8", "sequences.length=16", "model.hidden=32",
+FAST = ["train.epochs=8", "train.patience=8", "sequences.seq_len=16", "model.hidden_channels=32",
         "model.heads=2", "model.layers=1", "model.gnn=hsage", "model.gnn_layers=2",
         "model.logit_norm=0.0",
         "train.batch_size=256", "train.lr=0.01", "seed=1", "data.split_seed=1"]
@@ -169,7 +169,7 @@ def test_eval_draws_average_the_logits_of_independent_sequence_draws(dblp_env):
     task.model.eval()
     with torch.no_grad():
         for d in range(3):
-            seqs = hop_ordered_sequences(task.graph, task.rows["val"] + offset, config.sequences.length,
+            seqs = hop_ordered_sequences(task.graph, task.rows["val"] + offset, config.sequences.seq_len,
                                          max_hops=config.sequences.max_hops, seed=derive_seed(config.seed, "eval_draw", d))
             expected.append(task.model(task.graph, seqs))
     torch.testing.assert_close(task.logits("val"), torch.stack(expected).mean(0), rtol=1e-5, atol=1e-6)
@@ -186,12 +186,11 @@ def test_positive_weight_scales_bce_pos_weight_and_is_refused_for_single_label_d
     from brlgraph.train.experiment import train_weights
 
     config = build_config("IMDB", None, ["train.positive_weight=2.0"])
-    torch.testing.assert_close(train_weights(config, 3, True, "cpu"), torch.full((3,), 2.0))
+    torch.testing.assert_close(train_weights(config, 3, "cpu"), torch.full((3,), 2.0))
     config.train.positive_weight = 1.0
-    assert train_weights(config, 3, True, "cpu") is None
-    dblp = build_config("DBLP", None, ["train.positive_weight=1.5"])
+    assert train_weights(config, 3, "cpu") is None
     with pytest.raises(ConfigError, match="positive_weight.*multi-label"):
-        train_weights(dblp, 2, False, "cpu")
+        build_config("DBLP", None, ["train.positive_weight=1.5"])
     with pytest.raises(ConfigError, match=r"train\.positive_weight.*> 0"):
         build_config("IMDB", None, ["train.positive_weight=0"])
 
@@ -216,8 +215,8 @@ def test_one_sequence_task_resamples_and_averages_node_orders():
     from brlgraph.train.experiment import GraphSequenceTask
 
     data = _random_split_graph(70, num_classes=3, seed=1)
-    config = build_config("20News", None, ["sequences.resample=true", "sequences.eval_draws=3", "model.hidden=16",
-                                           "model.heads=2", "model.reservoir=4", "model.window=2", "seed=4"])
+    config = build_config("20News", None, ["sequences.resample=true", "sequences.eval_draws=3", "model.hidden_channels=16",
+                                           "model.heads=2", "model.reservoir_size=4", "model.window=2", "seed=4"])
     task = GraphSequenceTask(data, config)
     (_, first), = task.train_batches(0)
     (_, again), = task.train_batches(0)

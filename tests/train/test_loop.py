@@ -102,8 +102,8 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     cfg = _config(epochs=2)
     fit(MLPTask(), cfg, tmp_path / "d.pt", progress=False)
     other = _config(epochs=2)
-    other.model.hidden = 17
-    with pytest.raises(CheckpointError, match=r"d\.pt.*model\.hidden"):
+    other.model.hidden_channels = 17
+    with pytest.raises(CheckpointError, match=r"d\.pt.*model\.hidden_channels"):
         fit(MLPTask(), other, tmp_path / "d.pt", resume=True, progress=False)
     (tmp_path / "e.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"e\.pt"):
