@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="train N runs at once, each in its own process with cores/N threads "
                         "(OMP_NUM_THREADS where set) and no progress bar (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--download", action="store_true",
+                   help="fetch data sets not found locally from their official URLs (checksum-verified)")
     p.add_argument("--resume", action="store_true",
                    help="continue each run from its checkpoint under --out (finished runs are "
                         "only evaluated again); use the same --out, config and --set as before")
@@ -91,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
                               f"({', '.join(allowed)})")
     if args.benchmark == "knn":
         frame = reproduce_knn(datasets, seeds, out, device=device, overrides=args.overrides,
-                              progress=not args.quiet, jobs=args.jobs, resume=args.resume)
+                              progress=not args.quiet, jobs=args.jobs, resume=args.resume,
+                              download=args.download)
         print(to_markdown(frame), end="")
         if all(v == "n/a" for v in frame.iloc[0]):
             raise DataError(f"none of {', '.join(datasets)} could be run (see the errors above); "
@@ -100,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     frame = reproduce_hgb(datasets, seeds, out, device=device, overrides=args.overrides,
                           progress=not args.quiet, jobs=args.jobs,
-                          resume=args.resume)
+                          resume=args.resume, download=args.download)
     print(to_markdown(frame), end="")
     ran = [d for d in datasets if frame.iloc[0][f"{d} Micro-F1"] != "n/a"]
     if not ran:

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default runs/<dataset>-<attention>-seed<seed>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--download", action="store_true",
+                   help="fetch the data set from its official URL (checksum-verified, into the "
+                        "cache) when its files are not found locally")
     p.set_defaults(func=run)
 
 
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config.data.name}-{config.model.attention}-seed{config.seed}")
-    result = run_experiment(config, out, device=device, resume=args.resume, progress=not args.quiet)
+    result = run_experiment(config, out, device=device, resume=args.resume, progress=not args.quiet,
+                            download=args.download)
     write_hgb_predictions(out / f"{config.data.name}_{config.seed}.txt", result["predictions"])
     m = result["metrics"]
     score = "accuracy" if config.data.name in KNN_DATASETS else "micro_f1"

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from brlgraph.errors import DataError
 from brlgraph.graph import GraphView
 from brlgraph.io import append_line
 from brlgraph.seeding import derive_seed, seed_everything
@@ -40,17 +41,18 @@ from brlgraph.train.metrics import (
 )
 
 
-def load_dataset(config: Config):
+def load_dataset(config: Config, download: bool = False):
     """The data set of ``config`` with the split of ``config.split_seed`` (``data.split_seed``,
-    or the run seed when it is unset)."""
+    or the run seed when it is unset). With ``download``, a data set whose files are not
+    found locally is fetched from its official URL first (checksum-verified, into the cache)."""
     from brlgraph.data import load_20news, load_hgb, load_mini_imagenet
 
     name, seed = config.data.name, config.split_seed
     if name in HGB_DATASETS:
-        return load_hgb(name, seed=seed)
+        return load_hgb(name, seed=seed, download=download, progress=download)
     if name == "Mini-ImageNet":
         return load_mini_imagenet(k=config.data.knn_k, seed=seed)
-    return load_20news(k=config.data.knn_k, seed=seed)
+    return load_20news(k=config.data.knn_k, seed=seed, download=download, progress=download)
 
 
 def model_options(config: Config) -> dict[str, Any]:
@@ -69,6 +71,17 @@ def train_weights(config: Config, num_classes: int, device: torch.device | str) 
     return positive * torch.ones(num_classes, device=device) if positive != 1.0 else None
 
 
+def check_splits(rows: dict[str, torch.Tensor], name: str) -> None:
+    """A DataError naming the data set when a split holds no node (nothing to train on,
+    validate or test: the split's metrics would be undefined)."""
+    empty = [split for split, r in rows.items() if len(r) == 0]
+    if empty:
+        raise DataError(f"{name}: the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} "
+                        f"hold{'' if len(empty) > 1 else 's'} no labelled node "
+                        f"({', '.join(f'{k} {len(r)}' for k, r in rows.items())}); "
+                        "the data set has too few labelled nodes to train and evaluate on")
+
+
 class NodeSequenceTask:
     """HGB node classification with each target node as a hop-ordered sequence."""
 
@@ -85,6 +98,7 @@ class NodeSequenceTask:
         s = config.sequences
         self.rows = {split: target[f"{split}_mask"].nonzero().view(-1)
                      for split in ("train", "val", "test")}
+        check_splits(self.rows, data.name)
         self.y = {split: target.y[rows].to(device) for split, rows in self.rows.items()}
         self.weight = train_weights(config, data.num_classes, device)
         self.sampler = HopSequenceSampler(self.graph, self.rows["train"] + offset, s.seq_len,
@@ -150,6 +164,7 @@ class GraphSequenceTask:
         self.graph = GraphView.from_data(data)
         self.rows = {split: data[f"{split}_mask"].nonzero().view(-1).to(device)
                      for split in ("train", "val", "test")}
+        check_splits(self.rows, getattr(data, "name", config.data.name))
         self.y = data.y.to(device)
         self.weight = train_weights(config, data.num_classes, device)
         self._eval_orders: list[torch.Tensor | None] | None = None
@@ -214,7 +229,7 @@ def member_checkpoint(out: Path, member: int) -> Path:
 
 def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume: bool = False,
                    progress: bool = True, results_file: str | Path | None = None,
-                   on_epoch_end=None) -> dict[str, Any]:
+                   on_epoch_end=None, download: bool = False) -> dict[str, Any]:
     """Train and evaluate ``config``; write ``out``/checkpoint.pt and append a results line.
 
     Returns ``{"metrics": {...}, "predictions": {...}, "config": {...}}``; the metrics
@@ -235,7 +250,7 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
     out = Path(out)
     seed_everything(config.seed, config.train.deterministic)
     t0 = time.perf_counter()
-    data = load_dataset(config)
+    data = load_dataset(config, download)
     setup_seconds = time.perf_counter() - t0
     members = config.train.ensemble
     logits: dict[str, list[torch.Tensor]] = {"val": [], "test": []}

@@ -165,7 +165,8 @@ def write_hgb_predictions(path: str | Path, predictions: dict[str, Any]) -> None
 
 
 def _train_one(dataset: str, seed: int, overrides: Sequence[str], out: Path, device: str,
-               progress: bool, results_file: Path | None, resume: bool = False) -> dict[str, Any]:
+               progress: bool, results_file: Path | None, resume: bool = False,
+               download: bool = False) -> dict[str, Any]:
     """One reproduction run: the data set's tuned config at ``seed`` (also its split seed);
     ``resume`` continues from the run folder's checkpoint where there is one."""
     from brlgraph.train.config import build_config
@@ -173,7 +174,8 @@ def _train_one(dataset: str, seed: int, overrides: Sequence[str], out: Path, dev
 
     config = build_config(dataset, None, [*overrides, f"seed={seed}"])
     result = run_experiment(config, out / "runs" / f"{config.data.name}-seed{seed}", device=device,
-                            resume=resume, progress=progress, results_file=results_file)
+                            resume=resume, progress=progress, results_file=results_file,
+                            download=download)
     return {**result, "dataset": config.data.name, "attention": config.model.attention}
 
 
@@ -185,7 +187,8 @@ def _init_worker(threads: int | None) -> None:
 
 
 def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Path, device: str,
-             progress: bool, jobs: int, resume: bool = False) -> Iterator[tuple[str, int, dict[str, Any] | DataError]]:
+             progress: bool, jobs: int, resume: bool = False,
+             download: bool = False) -> Iterator[tuple[str, int, dict[str, Any] | DataError]]:
     """Train every (data set, seed) of ``runs``; yield (data set, seed, result) as each
     ends (in order when ``jobs`` = 1). A data set whose files cannot be read yields its
     DataError once, for its first failing seed, and no more runs (one by one, its other
@@ -197,7 +200,7 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
                 continue
             try:
                 yield dataset, seed, _train_one(dataset, seed, overrides, out, device, progress,
-                                                out / "results.jsonl", resume)
+                                                out / "results.jsonl", resume, download)
             except DataError as err:
                 failed.add(dataset)
                 yield dataset, seed, err
@@ -208,7 +211,8 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
     try:
         # each run writes its record into its own folder; this process alone appends to
         # the shared results.jsonl, so no line is lost to two writers
-        futures = {pool.submit(_train_one, dataset, seed, overrides, out, device, False, None, resume): (dataset, seed)
+        futures = {pool.submit(_train_one, dataset, seed, overrides, out, device, False, None, resume,
+                               download): (dataset, seed)
                    for dataset, seed in runs}
         for future in as_completed(futures):
             dataset, seed = futures[future]
@@ -228,7 +232,7 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
 def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
                   overrides: Sequence[str] = (), progress: bool = True,
                   log: Callable[[str], None] | None = None, jobs: int = 1,
-                  resume: bool = False) -> pd.DataFrame:
+                  resume: bool = False, download: bool = False) -> pd.DataFrame:
     """Train every data set once per seed (``seeds``: see :func:`seed_list`; ``jobs``
     runs at once); write the table and prediction files into ``out``. With ``resume``
     each run continues from its checkpoint in ``out``/runs (a finished run is only
@@ -239,7 +243,7 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
     attention = "brl"
     seeds = seed_list(seeds)
     runs = [(d, seed) for d in datasets for seed in seeds]
-    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume):
+    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume, download):
         if isinstance(result, DataError):
             log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
             continue
@@ -266,7 +270,7 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
 def reproduce_knn(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
                   overrides: Sequence[str] = (), progress: bool = True,
                   log: Callable[[str], None] | None = None, jobs: int = 1,
-                  resume: bool = False) -> pd.DataFrame:
+                  resume: bool = False, download: bool = False) -> pd.DataFrame:
     """kNN graphs (20News, Mini-ImageNet) as one sequence: test accuracy over one random
     50/25/25 split per seed (``seeds``: see :func:`seed_list`; ``jobs`` runs at once;
     ``resume`` as in :func:`reproduce_hgb`), beside NodeFormer's published accuracy.
@@ -277,7 +281,7 @@ def reproduce_knn(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
     attention = "brl"
     seeds = seed_list(seeds)
     runs = [(d, seed) for d in datasets for seed in seeds]
-    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume):
+    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume, download):
         if isinstance(result, DataError):
             log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
             continue

@@ -115,3 +115,38 @@ def test_ensemble_run_names_its_members(capsys, tmp_path, monkeypatch, dblp_cach
     assert lines[1] == ("ensemble of 2; test Micro-F1 of each member alone: "
                         f"{100 * members[0]['test_micro_f1']:.2f}, {100 * members[1]['test_micro_f1']:.2f}")
     assert (out / "checkpoint.pt").is_file() and (out / "checkpoint-member1.pt").is_file()
+
+
+def test_download_fetches_a_data_set_found_nowhere_and_trains(tmp_path, monkeypatch, capsys):
+    import hashlib
+    import zipfile
+
+    from brlgraph.data import sources
+    from tests.data.hgb_samples import SMALL_FILES
+
+    # the small data set with 12 labelled authors, so that every split has nodes
+    files = dict(SMALL_FILES)
+    authors = "".join(f"{10 + i}\ta{i}\t0\t{i},1\n" for i in range(12))
+    files["node.dat"] = files["node.dat"] + authors
+    files["link.dat"] = files["link.dat"] + "".join(f"{10 + i}\t{4 + i % 4}\t0\t1.0\n{4 + i % 4}\t{10 + i}\t1\t1.0\n"
+                                                    for i in range(12))
+    files["label.dat"] = "".join(f"{10 + i}\ta{i}\t0\t{i % 3}\n" for i in range(10))
+    files["label.dat.test"] = files["label.dat.test"] + "".join(f"{20 + i}\ta{10 + i}\t0\t{i}\n" for i in range(2))
+    upstream = tmp_path / "upstream" / "ACM.zip"  # a file:// URL stands in for the network
+    upstream.parent.mkdir()
+    with zipfile.ZipFile(upstream, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    entry = sources.manifest()["ACM"]
+    monkeypatch.setitem(entry, "urls", [upstream.as_uri()])
+    monkeypatch.setitem(entry, "sha256", hashlib.sha256(upstream.read_bytes()).hexdigest())
+    monkeypatch.setitem(entry, "alt_sha256", [])
+    monkeypatch.setenv("BRLGRAPH_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("BRLGRAPH_CACHE", str(tmp_path / "cache"))
+    argv = ["train", "--dataset", "ACM", "--set", "train.epochs=1", "--set", "train.ensemble=1",
+            "--quiet", "--out", str(tmp_path / "run")]
+    line = _one_error_line(capsys, argv)  # without --download: not found, and says how to get it
+    assert "brlgraph data download ACM" in line
+    assert main([*argv, "--download"]) == 0
+    assert (tmp_path / "cache" / "downloads" / "hgb" / "ACM.zip").is_file()
+    assert "ACM (brl, seed 0): test Micro-F1" in capsys.readouterr().out

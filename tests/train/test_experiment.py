@@ -247,3 +247,16 @@ def test_short_dblp_run_on_cuda_learns_and_repeats(dblp_env):
                 assert a[key] == pytest.approx(b[key], rel=1e-5), key
             elif "seconds" not in key:
                 assert a[key] == b[key], key
+
+
+def test_a_split_without_nodes_is_a_data_error_naming_the_data_set(tmp_path, monkeypatch):
+    from brlgraph.data.hgb import parse_hgb, to_hetero_data
+    from brlgraph.errors import DataError
+    from brlgraph.train.experiment import build_task
+    from tests.data.hgb_samples import SMALL_FILES, write_hgb
+
+    # two labelled authors: 20 % of them for validation is no node at all
+    data = to_hetero_data(parse_hgb(write_hgb(tmp_path / "ACM", SMALL_FILES), name="ACM"), seed=1)
+    config = build_config("ACM", None, ["train.ensemble=1"])
+    with pytest.raises(DataError, match=r"ACM: the val split holds no labelled node \(train 2, val 0, test 2\)"):
+        build_task(data, config)
