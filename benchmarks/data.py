@@ -1,6 +1,6 @@
 """Benchmark of the data layer: HGB loading and exact kNN graphs.
 
-Measures, in one run on this machine:
+Measures, in one run on the machine it runs on:
 
 1. for DBLP, ACM and IMDB: ``load_hgb`` from the zip with an empty cache (first
    load), from the cache (second load), and torch-geometric's ``HGBDataset`` on the

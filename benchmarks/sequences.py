@@ -1,6 +1,6 @@
 """Benchmark of the hop-ordered sequence builder (spec 4.1) and the node orders (4.2).
 
-Measures, on this machine:
+Measures, on the machine it runs on:
 
 1. all DBLP authors (4,057) at S = 256 (needs ``BRLGRAPH_DATA`` with ``hgb/DBLP.zip``
    and ``brlgraph.data.load_hgb``; skipped otherwise);

@@ -17,8 +17,10 @@ class DataError(BRLGraphError):
     """A data set is missing, malformed, or fails its checksum."""
 
 
-class ConfigError(BRLGraphError):
-    """A configuration file or option is invalid."""
+class ConfigError(BRLGraphError, ValueError):
+    """A configuration file or option is invalid. Also a ``ValueError``, as PyTorch's own
+    modules raise for a bad argument: the modules of :mod:`brlgraph.nn` raise it for
+    bad sizes and options, so code that catches ``ValueError`` around a layer keeps working."""
 
 
 class CheckpointError(BRLGraphError):

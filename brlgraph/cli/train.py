@@ -56,7 +56,7 @@ def resolve_device(name: str | None) -> str:
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise ConfigError(f"--device {name!r}: choose cpu or cuda")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no CUDA device is available on this machine; "
+        raise ConfigError(f"--device {name}: no CUDA device is available; "
                           "use --device cpu")
     return name
 
