@@ -156,7 +156,8 @@ def test_bad_seed_specs_name_the_option(text):
 def test_reproduce_runs_exactly_the_given_seeds_in_their_order(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def fake_train(dataset, seed, overrides, out, device, progress, results_file, resume=False):
+    def fake_train(dataset, seed, overrides, out, device, progress, results_file, resume=False,
+                   download=False):
         calls.append((dataset, seed))
         m = {"test_micro_f1": seed / 100, "test_macro_f1": seed / 200, "epochs": seed, "seconds": 1.0}
         return {"metrics": m, "dataset": dataset, "attention": "brl", "record": {"seed": seed},
