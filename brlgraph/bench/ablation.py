@@ -254,5 +254,5 @@ def plot_ablation(records: list[dict], chosen: list[Variant], out: Path, command
         ax.set_ylabel(f"test {label} (%)")
         ax.set_title(g)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        common.legend(ax, fontsize=6)
     return common.save_figure(fig, out / "ablation.png", command)

@@ -261,3 +261,9 @@ class Deadline:
     def check(self) -> None:
         if self.expired():
             raise TimeLimitReached(f"time limit of {self.seconds / 60:.0f} min reached")
+
+
+def legend(ax, **kwargs) -> None:
+    """``ax.legend`` when something on ``ax`` has a label (an empty legend warns)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)

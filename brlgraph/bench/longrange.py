@@ -390,7 +390,7 @@ def plot_longrange(evals: list[dict], costs: list[dict], out: Path, command: str
         ax.set_title(f"{task}: test accuracy")
         ax.set_xlabel("sequence length n")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        common.legend(ax, fontsize=7)
     for ax, key, label in ((axes[2], "step_ms", "training step, one sequence (ms)"),
                            (axes[3], "peak_rss_mib", "peak resident memory (MiB)")):
         for m in MODELS:
@@ -402,5 +402,5 @@ def plot_longrange(evals: list[dict], costs: list[dict], out: Path, command: str
         ax.set_title(label)
         ax.set_xlabel("sequence length n")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        common.legend(ax, fontsize=7)
     return common.save_figure(fig, out / "longrange.png", command)

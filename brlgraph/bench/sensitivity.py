@@ -19,11 +19,13 @@ Two settings:
   per target. ``brl``, ``local`` and ``full`` attention, and ``gcn``: the same
   pipeline with one token per target (S = 1) after a 3-layer GCN pre-encoder, so
   every path runs through message passing. Trained by the project's training loop.
-- ``ring``: a ring of 2,048 nodes; one node, at a random place, is the source and
+- ``path``: a path of 2,048 nodes; one node, at a random place, is the source and
   carries one of 4 classes, every other node carries nothing; every node must
   output the source's class. ``brl``, ``local``, ``full``: brlgraph's graph-as-one-sequence
-  model (:class:`~brlgraph.nn.brlformer.BRLGraphSequenceModel`, the nodes in
-  reverse Cuthill-McKee order); ``gcn``: 8 GCN layers. Trained on fresh rings.
+  model (:class:`~brlgraph.nn.brlformer.BRLGraphSequenceModel`, the nodes in reverse
+  Cuthill-McKee order, which on a path is the path itself, so that the distance
+  between two positions of the sequence is their distance in the graph); ``gcn``: 8
+  GCN layers. Trained on fresh draws of the source.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from torch import Tensor, nn
 from brlgraph.bench import common
 from brlgraph.errors import ConfigError
 
-SETTINGS = ("dblp", "ring")
+SETTINGS = ("dblp", "path")
 MODELS = ("brl", "local", "full", "gcn")
 
 
@@ -131,17 +133,17 @@ class SensitivityBudget:
     dblp_targets: int = 200
     dblp_max_distance: int = 4
     dblp_gcn_layers: int = 3
-    ring_nodes: int = 2048
-    ring_classes: int = 4
-    ring_hidden: int = 32
-    ring_layers: int = 2
-    ring_heads: int = 4
-    ring_window: int = 16
-    ring_reservoir: int = 8
-    ring_gcn_layers: int = 8
-    ring_steps: int = 400
-    ring_batch: int = 4
-    ring_targets: int = 32
+    path_nodes: int = 2048
+    path_classes: int = 4
+    path_hidden: int = 32
+    path_layers: int = 2
+    path_heads: int = 4
+    path_window: int = 16
+    path_reservoir: int = 8
+    path_gcn_layers: int = 8
+    path_steps: int = 400
+    path_batch: int = 4
+    path_targets: int = 32
     lr: float = 1e-3
 
     def to_dict(self) -> dict[str, Any]:
@@ -221,13 +223,13 @@ def _whole_graph_sensitivity_dblp(former, graph, targets: np.ndarray) -> np.ndar
     return np.stack(rows)
 
 
-# ----------------------------------------------------------------------------- the ring
-def ring_edges(n: int) -> Tensor:
-    i = torch.arange(n)
-    return torch.stack([i, (i + 1) % n])
+# ----------------------------------------------------------------------------- the path
+def path_edges(n: int) -> Tensor:
+    i = torch.arange(n - 1)
+    return torch.stack([i, i + 1])
 
 
-def ring_batch(n: int, classes: int, batch: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def source_batch(n: int, classes: int, batch: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """(features [B, n, 1 + classes], labels [B]): a source flag and its one-hot class at
     one random node; every node's label is the source's class."""
     src = torch.randint(0, n, (batch,), generator=gen)
@@ -239,7 +241,7 @@ def ring_batch(n: int, classes: int, batch: int, gen: torch.Generator) -> tuple[
     return x, cls
 
 
-class RingGCN(nn.Module):
+class PathGCN(nn.Module):
     """Input projection, L GCN layers (h <- LN(h + ReLU(GCN(h)))), linear readout per node."""
 
     def __init__(self, features: int, hidden: int, layers: int, classes: int) -> None:
@@ -263,19 +265,19 @@ class RingGCN(nn.Module):
         return self.head(self.states(self.project(x), edge_index))
 
 
-class RingSequence(nn.Module):
-    """brlgraph's graph-as-one-sequence model on the ring (one node type, features =
+class PathSequence(nn.Module):
+    """brlgraph's graph-as-one-sequence model on the path (one node type, features =
     source flag and class), with the node order computed once."""
 
     def __init__(self, attention: str, features: int, budget: SensitivityBudget, order: Tensor) -> None:
         super().__init__()
         from brlgraph.nn.brlformer import BRLGraphSequenceModel
 
-        self.model = BRLGraphSequenceModel([features], [budget.ring_nodes], budget.ring_classes,
-                                           layers=budget.ring_layers, heads=budget.ring_heads,
-                                           attention=attention, window=budget.ring_window, dropout=0.0,
-                                           gnn_layers=0, **common.model_kwargs(budget.ring_hidden,
-                                                                               budget.ring_reservoir))
+        self.model = BRLGraphSequenceModel([features], [budget.path_nodes], budget.path_classes,
+                                           layers=budget.path_layers, heads=budget.path_heads,
+                                           attention=attention, window=budget.path_window, dropout=0.0,
+                                           gnn_layers=0, **common.model_kwargs(budget.path_hidden,
+                                                                               budget.path_reservoir))
         self.register_buffer("order", order)
 
     def _graph(self, x: Tensor, edge_index: Tensor):
@@ -283,7 +285,7 @@ class RingSequence(nn.Module):
         return GraphView.from_edge_index(edge_index, x.shape[0], x=x)
 
     def project(self, x: Tensor) -> Tensor:
-        return self.model.encoder(self._graph(x, _ring_cache(x.shape[0])))
+        return self.model.encoder(self._graph(x, _path_cache(x.shape[0])))
 
     def states(self, h: Tensor, edge_index: Tensor) -> Tensor:
         from brlgraph.sequences import inverse_permutation
@@ -295,34 +297,35 @@ class RingSequence(nn.Module):
         return self.model.readout(self.states(self.project(x), edge_index))
 
 
-_RING: dict[int, Tensor] = {}
+_PATH: dict[int, Tensor] = {}
 
 
-def _ring_cache(n: int) -> Tensor:
-    if n not in _RING:
-        _RING[n] = ring_edges(n)
-    return _RING[n]
+def _path_cache(n: int) -> Tensor:
+    if n not in _PATH:
+        _PATH[n] = path_edges(n)
+    return _PATH[n]
 
 
-def ring_cell(model: str, budget: SensitivityBudget, seed: int, progress: bool) -> dict[str, Any]:
-    """Train ``model`` on fresh rings, then its sensitivity profile on one test ring."""
+def path_cell(model: str, budget: SensitivityBudget, seed: int, progress: bool) -> dict[str, Any]:
+    """Train ``model`` on fresh draws of the source, then its sensitivity profile on one
+    test draw, for targets spread evenly along the path."""
     from brlgraph.sequences import node_order
 
     torch.manual_seed(seed)
-    n, c = budget.ring_nodes, budget.ring_classes
-    edges = _ring_cache(n)
+    n, c = budget.path_nodes, budget.path_classes
+    edges = _path_cache(n)
     GraphView = common.graph_view_class()
     graph = GraphView.from_edge_index(edges, n)
-    net: nn.Module = (RingGCN(1 + c, budget.ring_hidden, budget.ring_gcn_layers, c) if model == "gcn"
-                      else RingSequence(model, 1 + c, budget, node_order(graph, "rcm")))
+    net: nn.Module = (PathGCN(1 + c, budget.path_hidden, budget.path_gcn_layers, c) if model == "gcn"
+                      else PathSequence(model, 1 + c, budget, node_order(graph, "rcm")))
     optimizer = torch.optim.Adam(net.parameters(), lr=budget.lr)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     recent: list[float] = []
-    bar = common.progress(range(budget.ring_steps), budget.ring_steps, f"ring {model}", progress)
+    bar = common.progress(range(budget.path_steps), budget.path_steps, f"path {model}", progress)
     net.train()
     for _ in bar:
-        x, y = ring_batch(n, c, budget.ring_batch, gen)
+        x, y = source_batch(n, c, budget.path_batch, gen)
         loss = 0.0
         correct = 0.0
         for b in range(len(y)):
@@ -343,16 +346,16 @@ def ring_cell(model: str, budget: SensitivityBudget, seed: int, progress: bool) 
     with torch.no_grad():
         accs = []
         for _ in range(8):
-            x, y = ring_batch(n, c, 1, test_gen)
+            x, y = source_batch(n, c, 1, test_gen)
             accs.append(float((net(x[0], edges).argmax(-1) == y[0]).float().mean()))
-    # sensitivity on one test ring, targets spread evenly around it
-    x, _ = ring_batch(n, c, 1, test_gen)
-    targets = np.linspace(0, n, budget.ring_targets, endpoint=False).astype(np.int64)
+    # sensitivity on one test draw, targets spread evenly along the path
+    x, _ = source_batch(n, c, 1, test_gen)
+    targets = np.linspace(0, n, budget.path_targets, endpoint=False).astype(np.int64)
     t1 = time.perf_counter()
     h0 = net.project(x[0]).detach().requires_grad_(True)
     states = net.states(h0, edges)
     sens = np.stack([jacobian_rows(states[v], h0).detach().numpy() for v in targets])
-    max_d = n // 2
+    max_d = n - 1
     dist = distances_from(graph, targets, max_d)
     return {"metrics": {"test_accuracy": float(np.mean(accs))}, "train_seconds": round(train_seconds, 1),
             "jacobian_seconds": round(time.perf_counter() - t1, 1), "targets": len(targets),
@@ -387,7 +390,7 @@ def run_sensitivity(out: str | Path, settings: Sequence[str] = SETTINGS, models:
                     if setting == "dblp":
                         record = dblp_cell(m, budget, seed, out / "checkpoints", progress, deadline)
                     else:
-                        record = ring_cell(m, budget, seed, progress)
+                        record = path_cell(m, budget, seed, progress)
                     record["profile"] = {str(k): v for k, v in record["profile"].items()}
                     store.add({"setting": setting, "model": m, "seed": seed, "budget": budget.to_dict(),
                                **record})
@@ -406,21 +409,21 @@ def _profile(records: list[dict], setting: str, model: str, key: str) -> dict[in
     return {d: float(np.mean([r["profile"][str(d)][key] for r in cells if str(d) in r["profile"]])) for d in ds}
 
 
-#: distances listed in the ring's table (every distance is in the plot)
-RING_TABLE_DISTANCES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+#: distances listed in the path's table (every distance is in the plot)
+PATH_TABLE_DISTANCES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2047)
 
 
 def sensitivity_table(records: list[dict], out: Path) -> pd.DataFrame:
     """``sensitivity``: per setting and model, the mean sensitivity at each distance
-    (DBLP: every distance; ring: powers of two) and the share of the total beyond the
-    first distances (DBLP: d >= 3; ring: d > 32, beyond a window of 16 over 2 layers)."""
+    (DBLP: every distance; path: powers of two) and the share of the total beyond the
+    first distances (DBLP: d >= 3; path: d > 32, beyond a window of 16 over 2 layers)."""
     frames = []
-    for setting, far in (("dblp", 3), ("ring", 33)):
+    for setting, far in (("dblp", 3), ("path", 33)):
         models = [m for m in MODELS if any(r["setting"] == setting and r["model"] == m for r in records)]
         if not models:
             continue
         dists = sorted({int(d) for r in records if r["setting"] == setting for d in r["profile"]})
-        shown = dists if setting == "dblp" else [d for d in RING_TABLE_DISTANCES if d in dists]
+        shown = dists if setting == "dblp" else [d for d in PATH_TABLE_DISTANCES if d in dists]
         rows = {}
         for m in models:
             mean, share = _profile(records, setting, m, "mean"), _profile(records, setting, m, "share")
@@ -440,13 +443,13 @@ def sensitivity_table(records: list[dict], out: Path) -> pd.DataFrame:
 
 def plot_sensitivity(records: list[dict], out: Path, command: str,
                      log: Callable[[str], None] | None = None) -> Path | None:
-    """``sensitivity.png``: mean sensitivity against distance, DBLP and the ring."""
+    """``sensitivity.png``: mean sensitivity against distance, DBLP and the path."""
     plt = common.plotting(log)
     if plt is None or not records:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colors = {"brl": "C0", "local": "C1", "full": "C2", "gcn": "C3"}
-    for ax, setting, title in ((axes[0], "dblp", "DBLP (authors)"), (axes[1], "ring", "ring of 2,048 nodes")):
+    for ax, setting, title in ((axes[0], "dblp", "DBLP (authors)"), (axes[1], "path", "path graph")):
         for m in MODELS:
             prof = _profile(records, setting, m, "mean")
             pts = [(d, v) for d, v in sorted(prof.items()) if v > 0]
@@ -454,11 +457,11 @@ def plot_sensitivity(records: list[dict], out: Path, command: str,
                 ax.plot(*zip(*pts, strict=True), "-o" if setting == "dblp" else "-", color=colors[m],
                         label=m, markersize=4)
         ax.set_yscale("log")
-        if setting == "ring":
+        if setting == "path":
             ax.set_xscale("log", base=2)
         ax.set_xlabel("shortest-path distance d(u, v)")
         ax.set_ylabel("mean |dh_v / dx_u|")
         ax.set_title(f"sensitivity: {title}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        common.legend(ax, fontsize=7)
     return common.save_figure(fig, out / "sensitivity.png", command)

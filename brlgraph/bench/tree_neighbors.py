@@ -588,5 +588,5 @@ def plot_tree(records: list[dict[str, Any]], out: Path, command: str,
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
-    axes[1].legend(fontsize=7, loc="lower left")
+    common.legend(axes[1], fontsize=7, loc="lower left")
     return common.save_figure(fig, out / "tree_neighbors.png", command)
