@@ -117,9 +117,9 @@ class LongRangeBudget:
     #: (length, batch size, steps) of the curriculum; the last length is the training length
     curriculum: list[tuple[int, int, int]] = field(
         default_factory=lambda: [(256, 32, 400), (1024, 8, 300), (4096, 2, 300)])
-    #: test sequences per length (fewer above 16,384 tokens: see ``eval_sequences``)
+    #: test sequences per length (fewer above 4,096 tokens: see ``sequences_at``)
     eval_sequences: int = 256
-    eval_tokens: int = 2**22
+    eval_tokens: int = 2**20
     full_max_length: int = 16384
 
     @property
