@@ -495,6 +495,98 @@ def evaluate(model: nn.Module, batcher: _Batcher, rows: np.ndarray, batch_size: 
     return correct / max(len(rows), 1)
 
 
+# ----------------------------------------------------------------------------- the probe
+def probe_cell(data: TreeNeighborsMatch, budget: TreeBudget, seed: int, checkpoint: Path) -> dict[str, float]:
+    """:func:`reservoir_probe` of the ``brl`` model saved in ``checkpoint`` (its last
+    epoch), on the test examples."""
+    batcher = _Batcher(data, "brl", seed)
+    model = build_model("brl", data, budget)
+    model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
+    return reservoir_probe(model, data, batcher, data.test,
+                           budget.per_depth(budget.batch_size, data.depth))
+
+
+@torch.no_grad()
+def reservoir_probe(model: TreeSequenceModel, data: TreeNeighborsMatch, batcher: _Batcher,
+                    rows: np.ndarray, batch_size: int = 256) -> dict[str, float]:
+    """How a trained ``brl`` model answers, read off its test accuracy under interventions
+    and its write-hop attention (docs/oversquashing.md).
+
+    - ``acc``: as trained;
+    - ``acc_no_read_l<k>``: the reservoir's read removed at layer k (lambda = 0 there);
+    - ``acc_no_read``: removed at every layer (what the window alone gives);
+    - ``acc_no_carry``: layer 1 writes nothing into the reservoir stream (W_Oc = 0), so
+      later layers' write queries no longer depend on the sequence;
+    - ``write_root_l<k>``: the write-hop attention mass on the root token at layer k, and
+      ``write_answer_l<k>`` on the leaf that holds the answer, averaged over reservoir
+      tokens and heads (the uniform share would be 1 / S);
+    - ``write_answer_max_l<k>``: that mass for the reservoir token and head that put the
+      most on it, averaged over examples.
+    """
+    blocks = model.former.blocks
+    if not all(getattr(b.attn, "uses_reservoir", False) for b in blocks):
+        raise ConfigError("reservoir_probe needs a model with BRL attention in every layer")
+
+    def accuracy() -> float:
+        return evaluate(model, batcher, rows, batch_size)
+
+    out: dict[str, float] = {"acc": accuracy()}
+    saved = [b.attn.theta.detach().clone() for b in blocks]
+    for k, block in enumerate(blocks, 1):
+        block.attn.theta.fill_(-1e4)  # lambda = sigmoid(-1e4) = 0: the window alone
+        out[f"acc_no_read_l{k}"] = accuracy()
+        block.attn.theta.copy_(saved[k - 1])
+    for block in blocks:
+        block.attn.theta.fill_(-1e4)
+    out["acc_no_read"] = accuracy()
+    for block, theta in zip(blocks, saved, strict=True):
+        block.attn.theta.copy_(theta)
+    if len(blocks) > 1:
+        w, b = blocks[0].attn.reservoir_out.weight, blocks[0].attn.reservoir_out.bias
+        kept = (w.detach().clone(), b.detach().clone())
+        w.zero_()
+        b.zero_()
+        out["acc_no_carry"] = accuracy()
+        w.copy_(kept[0])
+        b.copy_(kept[1])
+    # write-hop attention, from the inputs each layer's attention sees
+    seen: list[tuple] = []
+
+    def recording(attn):
+        inner = attn.attend  # blocks call attend(), which forward hooks do not see
+
+        def attend(x, mask=None, reservoir=None):
+            seen.append((attn, (x, mask, reservoir)))
+            return inner(x, mask, reservoir)
+        return attend
+
+    part = rows[:batch_size]
+    for blk in blocks:
+        blk.attn.attend = recording(blk.attn)
+    try:
+        model.eval()
+        batcher.logits(model, part)
+    finally:
+        for blk in blocks:
+            del blk.attn.attend
+    order = batcher.order[torch.from_numpy(part)].long()
+    answer_node = torch.from_numpy(data.tree.leaves[data.root_key[part] - 1])
+    answer_pos = (order == answer_node[:, None]).float().argmax(1)
+    for k, (attn, args) in enumerate(seen, 1):
+        x, _mask, reservoir = args
+        _, key, _, rq, _, _ = attn._project(x, reservoir)
+        tau_w, _ = attn.temperatures()
+        scores = tau_w[None, :, None, None] * (rq @ key.transpose(-1, -2)) / math.sqrt(attn.head_dim)
+        p = scores.softmax(-1)  # [B, H, m, S]
+        idx = torch.arange(len(part))
+        out[f"write_root_l{k}"] = float(p[..., 0].mean())
+        on_answer = p[idx, :, :, answer_pos]  # [B, H, m]
+        out[f"write_answer_l{k}"] = float(on_answer.mean())
+        out[f"write_answer_max_l{k}"] = float(on_answer.flatten(1).max(1).values.mean())
+    out["uniform"] = 1.0 / data.tree.num_nodes
+    return {k: round(v, 4) for k, v in out.items()}
+
+
 # ----------------------------------------------------------------------------- the sweep
 def run_tree_neighbors(out: str | Path, models: Sequence[str] = TREE_MODELS,
                        depths: Sequence[int] = DEPTHS, seeds: Sequence[int] = (0,),
@@ -534,6 +626,8 @@ def run_tree_neighbors(out: str | Path, models: Sequence[str] = TREE_MODELS,
                     ckpt = out / "checkpoints" / f"tree-{m}-r{r}-seed{seed}.pt"
                     ckpt.parent.mkdir(parents=True, exist_ok=True)
                     record = train_tree_cell(data, m, budget, seed, progress, ckpt, deadline)
+                    if m == "brl":
+                        record["probe"] = probe_cell(data, budget, seed, ckpt)
                     record["budget"] = budget_key
                     store.add(record)
                     log(f"tree r={r} {m} seed {seed}: train {record['train_acc']:.3f} test "
@@ -562,6 +656,13 @@ def tree_tables(records: list[dict[str, Any]], out: Path) -> pd.DataFrame:
         frame.index.name = "model"
         common.write_table(out, f"tree_neighbors_{metric.split('_')[0]}", frame)
         frames[metric] = frame
+    probes = {x["depth"]: x["probe"] for x in records if x["model"] == "brl" and x.get("probe")
+              and x["seed"] == min(y["seed"] for y in records if y["model"] == "brl" and y.get("probe"))}
+    if probes:
+        keys = list(dict.fromkeys(k for p in probes.values() for k in p))
+        frame = pd.DataFrame({f"r={r}": [common.fmt(probes[r].get(k), 3) for k in keys] for r in sorted(probes)},
+                             index=pd.Index(keys, name="brl probe (test examples)"))
+        common.write_table(out, "tree_neighbors_probe", frame)
     return frames["train_acc"]
 
 

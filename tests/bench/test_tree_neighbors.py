@@ -151,3 +151,19 @@ def test_sweep_writes_tables_and_plot_and_never_recomputes_a_cell(tmp_path, monk
 
     monkeypatch.setattr(tn, "train_tree_cell", boom)
     tn.run_tree_neighbors(tmp_path, ["gcn", "brl"], [2], [0], budget, progress=False, log=lines.append)
+
+
+def test_reservoir_probe_reports_interventions_and_write_attention():
+    data = tn.make_tree_neighbors_match(3, seed=0, max_examples=400)
+    budget = tn.TreeBudget(hidden=16, max_epochs={3: 1}, batch_size={3: 64})
+    batcher = tn._Batcher(data, "brl", 0)
+    model = tn.build_model("brl", data, budget)
+    probe = tn.reservoir_probe(model, data, batcher, data.test)
+    assert {"acc", "acc_no_read_l1", "acc_no_read_l2", "acc_no_read", "acc_no_carry", "write_root_l1",
+            "write_answer_l2", "write_answer_max_l2", "uniform"} <= set(probe)
+    assert all(0.0 <= v <= 1.0 for v in probe.values())
+    assert probe["write_answer_max_l1"] >= probe["write_answer_l1"] and probe["uniform"] == round(1 / 15, 4)
+    # the interventions are undone: the model answers as before
+    assert tn.evaluate(model, batcher, data.test, 64) == probe["acc"]
+    with pytest.raises(ConfigError, match="BRL attention"):
+        tn.reservoir_probe(tn.build_model("full", data, budget), data, tn._Batcher(data, "full", 0), data.test)
