@@ -334,15 +334,15 @@ class TreeBudget:
     """
 
     hidden: int = 32
-    max_epochs: dict[int, int] = field(default_factory=lambda: {2: 300, 3: 100, 4: 60, 5: 40, 6: 30, 7: 20, 8: 15})
+    max_epochs: dict[int, int] = field(default_factory=lambda: {2: 300, 3: 100, 4: 60, 5: 40, 6: 40, 7: 40, 8: 40})
     batch_size: dict[int, int] = field(default_factory=lambda: {2: 16, 3: 64, 4: 256, 5: 256, 6: 256, 7: 256, 8: 256})
     lr: float = 1e-3
     #: epochs without a better training accuracy before stopping (paper: 20 evaluations)
     patience: int = 20
     #: epochs of ReduceLROnPlateau (halving) on the training accuracy (paper: 10 evaluations)
     plateau_patience: int = 10
-    #: examples per depth at most (the paper's 32,000; fewer make deep trees affordable)
-    max_examples: dict[int, int] = field(default_factory=lambda: {d: 32000 for d in DEPTHS})
+    #: examples per depth at most (the paper's 32,000; fewer at r = 7, 8 keep them affordable)
+    max_examples: dict[int, int] = field(default_factory=lambda: {2: 32000, 7: 16000, 8: 8192})
     # sequence models: layers, heads, window, reservoir size m, for brl/local/full
     seq_layers: int = 2
     seq_heads: int = 4
@@ -354,7 +354,7 @@ class TreeBudget:
     conv_reservoir: int = 2
     #: deepest tree BRLConv runs on: it attends over conv_seq_len tokens per node and
     #: layer, so a tree costs about conv_seq_len times a GNN layer's work
-    conv_max_depth: int = 4
+    conv_max_depth: int = 3
 
     def per_depth(self, table: dict[int, int], depth: int) -> int:
         keys = sorted(table)
@@ -362,6 +362,11 @@ class TreeBudget:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def at(self, depth: int) -> dict[str, Any]:
+        """The budget of ``depth`` alone (per-depth fields resolved): what a cell's record
+        and checkpoint keep, so that changing another depth's entry leaves it valid."""
+        return {k: (self.per_depth(v, depth) if isinstance(v, dict) else v) for k, v in self.to_dict().items()}
 
 
 def build_model(name: str, data: TreeNeighborsMatch, budget: TreeBudget) -> nn.Module:
@@ -431,7 +436,7 @@ def train_tree_cell(data: TreeNeighborsMatch, name: str, budget: TreeBudget, see
                              "since": 0, "epoch": 0, "seconds": 0.0, "history": [], "done": False}
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
-        if saved["budget"] != budget.to_dict() or saved["examples"] != len(data):
+        if saved["budget"] != budget.at(r) or saved["examples"] != len(data):
             raise ConfigError(f"{checkpoint} was written under another budget or data; remove it "
                               "or use another --out")
         model.load_state_dict(saved["model"])
@@ -473,7 +478,7 @@ def train_tree_cell(data: TreeNeighborsMatch, name: str, budget: TreeBudget, see
         if checkpoint is not None:
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "plateau": plateau.state_dict(), "generator": gen.get_state(),
-                               "state": state, "budget": budget.to_dict(), "examples": len(data)},
+                               "state": state, "budget": budget.at(r), "examples": len(data)},
                               checkpoint)
         if deadline is not None and not state["done"] and state["epoch"] < max_epochs:
             deadline.check()
@@ -606,7 +611,6 @@ def run_tree_neighbors(out: str | Path, models: Sequence[str] = TREE_MODELS,
             raise ConfigError(f"depth {r} is out of range (2..8)")
     out = Path(out)
     store = common.ResultStore(out / "tree_neighbors.jsonl", ("model", "depth", "seed"))
-    budget_key = budget.to_dict()
     try:
         for r in depths:
             for seed in seeds:
@@ -619,7 +623,7 @@ def run_tree_neighbors(out: str | Path, models: Sequence[str] = TREE_MODELS,
                     if m == "brlconv" and r > budget.conv_max_depth:
                         store.add({"model": m, "depth": r, "seed": seed, "train_acc": None, "test_acc": None,
                                    "note": f"not run (conv_max_depth = {budget.conv_max_depth})",
-                                   "budget": budget_key})
+                                   "budget": budget.at(r)})
                         continue
                     if deadline is not None:
                         deadline.check()
@@ -628,7 +632,7 @@ def run_tree_neighbors(out: str | Path, models: Sequence[str] = TREE_MODELS,
                     record = train_tree_cell(data, m, budget, seed, progress, ckpt, deadline)
                     if m == "brl":
                         record["probe"] = probe_cell(data, budget, seed, ckpt)
-                    record["budget"] = budget_key
+                    record["budget"] = budget.at(r)
                     store.add(record)
                     log(f"tree r={r} {m} seed {seed}: train {record['train_acc']:.3f} test "
                         f"{record['test_acc']:.3f} ({record['epochs']} epochs, {record['seconds']:.0f} s)")

@@ -21,7 +21,7 @@ def test_tree_neighbors_command_writes_tables_and_plot(tmp_path, capsys):
                  "tree_neighbors.png"):
         assert (tmp_path / name).exists()
     record = json.loads((tmp_path / "tree_neighbors.jsonl").read_text().splitlines()[0])
-    assert record["budget"]["hidden"] == 8 and record["max_epochs"] == 2
+    assert record["budget"]["hidden"] == 8 and record["budget"]["max_epochs"] == record["max_epochs"] == 2
 
 
 def test_longrange_and_sensitivity_commands(tmp_path):
