@@ -66,5 +66,5 @@ def test_parsers():
     from brlgraph.bench.tree_neighbors import TreeBudget
 
     budget = apply_budget(TreeBudget(), ["max_examples=8:8192", "lr=0.01", "reservoir=4"])
-    assert budget.max_examples[8] == 8192 and budget.max_examples[7] == 32000
+    assert budget.max_examples[8] == 8192 and budget.per_depth(budget.max_examples, 6) == 32000
     assert budget.lr == 0.01 and budget.reservoir == 4
