@@ -117,7 +117,7 @@ class LongRangeBudget:
     #: (length, batch size, steps) of the curriculum; the last length is the training length
     curriculum: list[tuple[int, int, int]] = field(
         default_factory=lambda: [(256, 32, 400), (1024, 8, 300), (4096, 2, 300)])
-    #: test sequences per length (fewer above 4,096 tokens: see ``sequences_at``)
+    #: test sequences per length (full attention: fewer above 4,096 tokens, see ``sequences_at``)
     eval_sequences: int = 256
     eval_tokens: int = 2**20
     full_max_length: int = 16384
@@ -126,10 +126,12 @@ class LongRangeBudget:
     def train_length(self) -> int:
         return self.curriculum[-1][0]
 
-    def sequences_at(self, n: int) -> int:
-        """Test sequences at length n: ``eval_sequences``, at most ``eval_tokens`` tokens
-        in all (at least 64)."""
-        return max(64, min(self.eval_sequences, self.eval_tokens // n))
+    def sequences_at(self, n: int, model: str = "brl") -> int:
+        """Test sequences at length n: ``eval_sequences``; for full attention, whose time
+        grows as n^2, at most ``eval_tokens`` tokens in all (at least 64 sequences)."""
+        if model != "full":
+            return self.eval_sequences
+        return max(min(64, self.eval_sequences), min(self.eval_sequences, self.eval_tokens // n))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -301,7 +303,7 @@ def _sweep(out: Path, tasks: Sequence[str], models: Sequence[str], lengths: Sequ
                     if model is None:
                         model = build_model(task, m, budget)
                         model.load_state_dict(torch.load(path, weights_only=True))
-                    count = budget.sequences_at(n)
+                    count = budget.sequences_at(n, m)
                     t0 = time.perf_counter()
                     acc = accuracy(model, task, n, count, budget.vocab, seed)
                     evals.add({"task": task, "model": m, "seed": seed, "n": n, "accuracy": acc,
