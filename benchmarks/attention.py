@@ -77,7 +77,7 @@ def _build(backend: str, n: int, args):
 
     dev = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
-    H, D, w, m = args.heads, args.head_dim, args.window, args.num_compressed
+    H, D, w, m = args.heads, args.head_dim, args.window, args.reservoir_size
     g = torch.Generator(device="cpu").manual_seed(0)
 
     def leaf(*shape, scale=1.0, offset=0.0):
@@ -232,7 +232,7 @@ def run_case(backend: str, n: int, args) -> dict:
         cmd = [sys.executable, __file__, "--worker", backend, str(n), "--mode", mode,
                "--device", args.device, "--dtype", args.dtype, "--heads", str(args.heads),
                "--head-dim", str(args.head_dim), "--window", str(args.window),
-               "--num-compressed", str(args.num_compressed), "--repeats", str(args.repeats),
+               "--num-compressed", str(args.reservoir_size), "--repeats", str(args.repeats),
                "--threads", str(args.threads),
                "--single-run-seconds", str(args.single_run_seconds)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# {args.device} ({platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cpus), {args.dtype}, batch 1, heads {args.heads}, head_dim "
-          f"{args.head_dim}, w {args.window}, m {args.num_compressed}, threads "
+          f"{args.head_dim}, w {args.window}, m {args.reservoir_size}, threads "
           f"{args.threads or 'default'}; min of {args.repeats}")
     print(f"{'backend':<16}{'n':>9}{'fwd ms':>12}{'fwd+bwd ms':>13}{'peak MiB':>11}"
           f"{'cpu fwd ms':>13}{'cpu f+b ms':>13}  note")
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         f"attention_{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     setup = dict(dtype=args.dtype, heads=args.heads, head_dim=args.head_dim, window=args.window,
-                 num_compressed=args.num_compressed, threads=args.threads)
+                 reservoir_size=args.reservoir_size, threads=args.threads)
     rows = [dict(r, **setup) for r in rows]
     if args.merge and out.exists():
         # Replace the re-measured (backend, n) cases, keep the others.

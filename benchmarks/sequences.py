@@ -19,7 +19,8 @@ import time
 import numpy as np
 import torch
 
-from brlgraph.sequences import GraphView, bandwidth, bfs_order, hop_ordered_sequences, rcm_order
+from brlgraph.graph import GraphView
+from brlgraph.sequences import bandwidth, bfs_order, hop_ordered_sequences, rcm_order
 
 
 def random_graph(num_nodes: int, avg_degree: float, seed: int = 0) -> GraphView:

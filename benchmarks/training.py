@@ -39,10 +39,11 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout
 def time_backend(data, attention: str, length: int, args) -> dict:
     import torch
 
+    from brlgraph.seeding import seed_everything
     from brlgraph.train.config import build_config
-    from brlgraph.train.experiment import build_task, seed_everything
+    from brlgraph.train.experiment import build_task
 
-    overrides = [f"model.attention={attention}", f"sequences.length={length}",
+    overrides = [f"model.attention={attention}", f"sequences.seq_len={length}",
                  f"train.batch_size={args.batch_size}", "train.deterministic=false",
                  "sequences.eval_draws=1", *args.set]  # only training is timed
     config = build_config(args.dataset, None, overrides)

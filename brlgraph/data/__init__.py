@@ -12,16 +12,8 @@ from brlgraph.data.knn import knn_graph
 from brlgraph.data.mini_imagenet import load_mini_imagenet
 from brlgraph.data.newsgroups import load_20news
 from brlgraph.data.sources import manifest
-from brlgraph.data.transforms import (
-           FEATURE_NORMS,
-           FEATURELESS,
-           drop_node_types,
-           fill_featureless,
-           normalize_features,
-)
 
 #: Every data set brlgraph knows, as spelled in its manifest and error messages.
 DATASETS: tuple[str, ...] = tuple(manifest())
 
-__all__ = ["DATASETS", "FEATURE_NORMS", "FEATURELESS", "HGB_NAMES", "drop_node_types", "fill_featureless", "knn_graph",
-           "load_20news", "load_hgb", "load_mini_imagenet", "normalize_features"]
+__all__ = ["DATASETS", "HGB_NAMES", "knn_graph", "load_20news", "load_hgb", "load_mini_imagenet"]

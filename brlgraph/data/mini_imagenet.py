@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from brlgraph.data import sources
 from brlgraph.data.cache import cached, source_key
 from brlgraph.data.splits import knn_node_data
 from brlgraph.errors import ConfigError, DataError
@@ -48,11 +49,21 @@ FEATURE_FILES = ("mini_imagenet.pkl", "mini_imagenet.pt", "mini_imagenet.npz")
 _SPLIT_KEYS = (("x_train", "y_train"), ("x_val", "y_val"), ("x_test", "y_test"))
 
 
-def load_mini_imagenet(path: str | os.PathLike, k: int = 5, seed: int = 0, *,
-                       features: str = "pca", pca_dim: int = 128, weights: str | None = None,
-                       metric: str = "euclidean", loop: bool = True, symmetric: bool = False,
-                       progress: bool = False) -> Data:
-    """Mini-ImageNet kNN graph from a feature file or the image caches (see module docstring)."""
+def load_mini_imagenet(path: str | os.PathLike | None = None, k: int = 5, seed: int = 0, *,
+                       root: str | os.PathLike | None = None, features: str = "pca", pca_dim: int = 128,
+                       weights: str | None = None, metric: str = "euclidean", loop: bool = True,
+                       symmetric: bool = False, progress: bool = False) -> Data:
+    """Mini-ImageNet kNN graph from a feature file or the image caches (see module docstring).
+
+    ``path`` is a file or folder; ``None`` looks for the folder ``mini-imagenet/`` under
+    ``root``, ``BRLGRAPH_DATA`` and the download cache (:func:`~brlgraph.data.sources.locate`).
+    """
+    if path is None:
+        located = sources.locate(NAME, root)
+        if located is None:
+            raise DataError(sources.missing_message(NAME, root) + "; it holds NodeFormer's "
+                            f"mini_imagenet.pkl (or .npz/.pt) or {', '.join(CACHE_FILES)}")
+        path = located.path
     files = _resolve(Path(path))
     if files[0].name in CACHE_FILES:
         key = source_key(files, FORMAT_VERSION, features=features, pca_dim=pca_dim,

@@ -91,7 +91,10 @@ def locate(name: str, root: str | os.PathLike | None = None) -> Located | None:
     name = canonical_name(name)
     entry = manifest()[name]
     relative = entry.get("archive")
-    if not relative:
+    if not relative:  # a data set kept as a folder of files (Mini-ImageNet)
+        for base in search_roots(root):
+            if entry.get("folder") and (base / entry["folder"]).is_dir() and any((base / entry["folder"]).iterdir()):
+                return Located(name, base / entry["folder"], False)
         return None
     relative = Path(relative)
     folder = relative.with_name(relative.name.split(".")[0])  # hgb/DBLP.zip -> hgb/DBLP
@@ -108,7 +111,7 @@ def locate(name: str, root: str | os.PathLike | None = None) -> Located | None:
 def looked_in(name: str, root: str | os.PathLike | None = None) -> str:
     """Human-readable list of the places :func:`locate` tried, for error messages."""
     entry = manifest()[canonical_name(name)]
-    relative = entry.get("archive") or name
+    relative = entry.get("archive") or entry.get("folder") or name
     places = [str(base / relative) for base in search_roots(root)]
     return ", ".join(places)
 
@@ -119,7 +122,7 @@ def missing_message(name: str, root: str | os.PathLike | None = None) -> str:
     msg = (
         f"data set {name} not found; looked for {looked_in(name, root)} "
         f"(and the extracted folder beside each). Put the files there, pass root=..., "
-        f"or set BRLGRAPH_DATA to a folder holding {entry.get('archive')}"
+        f"or set BRLGRAPH_DATA to a folder holding {entry.get('archive') or entry.get('folder')}"
     )
     if entry.get("urls"):
         msg += f"; with internet access run `brlgraph data download {name}`"

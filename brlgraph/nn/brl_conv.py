@@ -8,9 +8,10 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
+from brlgraph.graph import GraphView
 from brlgraph.nn.attention import attention_options as attention_options_of
 from brlgraph.nn.attention import make_attention
-from brlgraph.sequences import DEFAULT_MAX_HOPS, GraphView, NodeSequences, hop_ordered_sequences
+from brlgraph.sequences import DEFAULT_MAX_HOPS, NodeSequences, hop_ordered_sequences
 
 
 class BRLConv(nn.Module):
@@ -25,7 +26,7 @@ class BRLConv(nn.Module):
         a = \mathrm{Attn}(\mathrm{LN}(Z), \mathrm{mask})_0, \qquad
         x'_v = W_{\mathrm{out}} (z_0 + a)
 
-    with Attn a BRL-Attention layer (``window``, ``num_compressed``), or any backend of
+    with Attn a BRL-Attention layer (``window``, ``reservoir_size``), or any backend of
     ``make_attention`` via ``attention``.
 
     Args:
@@ -34,7 +35,7 @@ class BRLConv(nn.Module):
         heads: attention heads.
         seq_len: S, tokens per node (the node itself included).
         window: local window half-width of BRL-Attention (default ``seq_len // 4``).
-        num_compressed: m, reservoir tokens (default ``seq_len // 4``).
+        reservoir_size: m, reservoir tokens (default ``seq_len // 4``).
         hidden_channels: width of the tokens (default ``max(out_channels, 8 * heads)``,
             rounded up to a multiple of ``heads``).
         max_hops: deepest hop in a sequence.
@@ -53,7 +54,7 @@ class BRLConv(nn.Module):
         heads: int = 4,
         seq_len: int = 32,
         window: int | None = None,
-        num_compressed: int | None = None,
+        reservoir_size: int | None = None,
         hidden_channels: int | None = None,
         max_hops: int = DEFAULT_MAX_HOPS,
         seed: int = 0,
@@ -69,9 +70,9 @@ class BRLConv(nn.Module):
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.seq_len, self.max_hops, self.seed, self.chunk_size = seq_len, max_hops, seed, chunk_size
         self.window = window if window is not None else max(1, seq_len // 4)
-        self.num_compressed = num_compressed if num_compressed is not None else max(1, seq_len // 4)
+        self.reservoir_size = reservoir_size if reservoir_size is not None else max(1, seq_len // 4)
         accepted = attention_options_of(attention)
-        common = {"window": self.window, "num_compressed": self.num_compressed}
+        common = {"window": self.window, "reservoir_size": self.reservoir_size}
         opts = {k: v for k, v in common.items() if k in accepted}
         opts.update(attention_options or {})
         self.attention = attention

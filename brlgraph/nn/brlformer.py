@@ -2,12 +2,13 @@
 
 How to drive it::
 
-    from brlgraph.sequences import GraphView, hop_ordered_sequences
+    from brlgraph.graph import GraphView
+    from brlgraph.sequences import hop_ordered_sequences
     from brlgraph.nn import BRLFormer
 
     graph = GraphView.from_data(data)                    # Data or HeteroData, once
-    model = BRLFormer.from_data(graph_or_data, num_classes=C, hidden=256, layers=2,
-                                heads=8, attention="brl", window=16, reservoir=16)
+    model = BRLFormer.from_data(graph_or_data, num_classes=C, hidden_channels=256, layers=2,
+                                heads=8, attention="brl", window=16, reservoir_size=16)
     seqs = hop_ordered_sequences(graph, None, 50, node_type=data.target_type, seed=epoch)
     logits = model(graph, seqs[batch_rows])              # [T, C], one row per target
 
@@ -24,14 +25,11 @@ Per step, the type-specific projections (and the optional GNN) run once over the
 nodes, and tokens are gathered from them by id; without a GNN only the nodes that
 occur in the batch are projected (sparse bag-of-words features: all nodes, as one
 sparse product). Features stay in ``graph.x_dict``; the model caches them on its
-device. Hyper-parameters (keyword arguments of ``from_data``): ``hidden``, ``layers``,
-``heads``, ``attention``, ``window``, ``reservoir``, ``attention_options``, ``dropout``,
-``attention_dropout``, ``input_dropout``, ``gnn_layers``, ``gnn``, ``ff_mult``, ``logit_norm``,
-``label_inputs`` (known labels as node inputs, see ``node_states``), ``degree_encoding``
-(a learned embedding of each node's log-degree per neighbour type, see ``node_states``),
-``featureless`` (node
-types whose features are replaced by learned embeddings), and
-``max_hops`` (BRLFormer, >= the sequences' max_hops) or ``order`` (graph model).
+device. Hyper-parameters (keyword arguments of ``from_data``): ``hidden_channels``, ``layers``,
+``heads``, ``attention``, ``window``, ``reservoir_size``, ``attention_options``, ``dropout``,
+``input_dropout``, ``gnn_layers``, ``gnn``, ``ff_mult``, ``logit_norm``,
+``embedding_std``, and ``max_hops``, ``path_tokens`` (BRLFormer) or ``order``
+(graph model).
 
 A block carries two residual streams, the tokens X [B, S, d] and the reservoir
 C [B, m, d_c] (spec 1.(6)); for backends without a reservoir C is ``None``::
@@ -46,32 +44,22 @@ backend returns no update U, so its reservoir is never written from the sequence
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
+from brlgraph.graph import GraphView, count_relations, type_pair_means
 from brlgraph.nn.attention import attention_options, make_attention
 from brlgraph.nn.cache import LastGraphCache
 from brlgraph.nn.dropout import Dropout
-from brlgraph.nn.encoders import (
-    LocalGNNEncoder,
-    NodeInputEncoder,
-    TypePath,
-    check_relation_count,
-    count_relations,
-    relation_means,
-    scale_embeddings,
-    type_pair_means,
-    type_path_means,
-)
+from brlgraph.nn.local_gnn import LocalGNNEncoder
+from brlgraph.nn.metapath import TypePath, type_path_means
+from brlgraph.nn.node_encoder import NodeInputEncoder, scale_embeddings
 from brlgraph.sequences import (
     DEFAULT_MAX_HOPS,
     NODE_ORDERS,
-    GraphView,
     NodeSequences,
     inverse_permutation,
     node_order,
@@ -79,35 +67,18 @@ from brlgraph.sequences import (
 
 
 def backend_options(
-    attention: str, window: int, reservoir: int, dropout: float, extra: dict[str, Any] | None
+    attention: str, window: int, reservoir_size: int, extra: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Keyword options of ``make_attention(attention, ...)``: the model-level ``window``,
-    ``reservoir`` (m) and ``dropout`` where the backend takes them; ``extra`` overrides."""
+    """Keyword options of ``make_attention(attention, ...)``: the model-level ``window``
+    and ``reservoir_size`` (m) where the backend takes them; ``extra`` overrides."""
     accepted = attention_options(attention)
-    common = {"window": window, "num_compressed": reservoir, "dropout": dropout}
+    common = {"window": window, "reservoir_size": reservoir_size}
     opts = {k: v for k, v in common.items() if k in accepted}
     opts.update(extra or {})
     return opts
 
 
 ModelT = TypeVar("ModelT", bound="_GraphModel")
-
-#: degree buckets of ``degree_encoding``: floor(log2(1 + degree)), the last one open-ended
-DEGREE_BUCKETS = 16
-
-
-def degree_buckets(graph: GraphView) -> Tensor:
-    """[N, T] ids of ``_GraphModel.degree_emb``: row v, column t holds
-    ``t * DEGREE_BUCKETS + min(floor(log2(1 + d_t(v))), DEGREE_BUCKETS - 1)`` with
-    :math:`d_t(v)` the number of v's neighbours of type t (edges counted as stored,
-    repeated edges as often as they occur)."""
-    t = len(graph.node_types)
-    row = graph.edge_index[0].numpy()
-    counts = np.bincount(row * t + graph.node_type.numpy()[graph.indices],
-                         minlength=graph.num_nodes * t).reshape(graph.num_nodes, t)
-    buckets = np.minimum(np.floor(np.log2(1.0 + counts)).astype(np.int64), DEGREE_BUCKETS - 1)
-    return torch.from_numpy(buckets + np.arange(t, dtype=np.int64) * DEGREE_BUCKETS)
-
 
 class FeedForward(nn.Sequential):
     """x -> W_2 Drop(GELU(W_1 x)), hidden size ``mult * dim``."""
@@ -136,7 +107,7 @@ class BRLBlock(nn.Module):
         self.dropout = Dropout(dropout)
         self.uses_reservoir = bool(getattr(self.attn, "uses_reservoir", False))
         if self.uses_reservoir:
-            dc = self.attn.compressed_dim
+            dc = self.attn.reservoir_dim
             self.norm1_c, self.norm2_c = nn.LayerNorm(dc), nn.LayerNorm(dc)
             self.ff_c = FeedForward(dc, ff_mult, dropout)
 
@@ -177,133 +148,77 @@ class _GraphModel(nn.Module):
         num_nodes: list[int],
         num_classes: int,
         *,
-        hidden: int = 256,
+        hidden_channels: int = 256,
         layers: int = 2,
         heads: int = 8,
         attention: str = "brl",
         window: int = 16,
-        reservoir: int = 16,
+        reservoir_size: int = 16,
         attention_options: dict[str, Any] | None = None,
         dropout: float = 0.2,
-        attention_dropout: float = 0.0,
         input_dropout: float = 0.0,
         gnn_layers: int = 0,
         gnn: str = "gcn",
         ff_mult: int = 2,
         logit_norm: float = 0.0,
-        label_inputs: bool = False,
-        degree_encoding: bool = False,
         num_relations: int = 1,
         embedding_std: float = 1.0,
     ) -> None:
         super().__init__()
         if logit_norm < 0:
             raise ConfigError(f"model.logit_norm must be >= 0, got {logit_norm}")
-        if hidden % heads:
-            raise ConfigError(f"model.hidden ({hidden}) must be divisible by model.heads ({heads})")
+        if hidden_channels % heads:
+            raise ConfigError(f"model.hidden_channels ({hidden_channels}) must be divisible by "
+                              f"model.heads ({heads})")
         if layers < 1:
             raise ConfigError(f"model.layers must be >= 1, got {layers}")
-        self.encoder = NodeInputEncoder(in_dims, num_nodes, hidden, input_dropout, embedding_std)
-        self.gnn = (LocalGNNEncoder(hidden, gnn_layers, gnn, dropout=dropout, num_types=len(in_dims),
+        self.encoder = NodeInputEncoder(in_dims, num_nodes, hidden_channels, input_dropout, embedding_std)
+        self.gnn = (LocalGNNEncoder(hidden_channels, gnn_layers, gnn, dropout=dropout, num_types=len(in_dims),
                                     num_relations=num_relations)
                     if gnn_layers else None)
-        opts = backend_options(attention, window, reservoir, attention_dropout, attention_options)
+        opts = backend_options(attention, window, reservoir_size, attention_options)
         self.blocks = BRLBlocks(
-            BRLBlock(hidden, heads, attention, ff_mult, dropout, opts) for _ in range(layers)
+            BRLBlock(hidden_channels, heads, attention, ff_mult, dropout, opts) for _ in range(layers)
         )
-        dcs = {b.attn.compressed_dim for b in self.blocks if b.uses_reservoir}
+        dcs = {b.attn.reservoir_dim for b in self.blocks if b.uses_reservoir}
         if len(dcs) > 1:
-            raise ConfigError("all layers must share one reservoir size (compressed_dim)")
+            raise ConfigError("all layers must share one reservoir size (reservoir_dim)")
         self.dropout = Dropout(dropout)
-        self.norm = nn.LayerNorm(hidden)
-        self.head = nn.Linear(hidden, num_classes)
+        self.norm = nn.LayerNorm(hidden_channels)
+        self.head = nn.Linear(hidden_channels, num_classes)
         self.attention = attention
         self.logit_norm = float(logit_norm)
-        # label trick: known labels enter as one more input of their nodes (see node_states)
-        self.label_proj = nn.Linear(num_classes, hidden, bias=False) if label_inputs else None
-        # degree encoding (Graphormer's centrality encoding, per neighbour type): a bag that
-        # sums a node's T vectors without building [N, T, d]; zero-init, so a model with it
-        # starts as the model without it
-        self.degree_emb = (nn.EmbeddingBag(len(in_dims) * DEGREE_BUCKETS, hidden, mode="sum")
-                           if degree_encoding else None)
-        if self.degree_emb is not None:
-            nn.init.zeros_(self.degree_emb.weight)
-        self._degree_ids: LastGraphCache[Tensor] = LastGraphCache()
 
     @classmethod
-    def from_data(
-        cls: type[ModelT], data, num_classes: int | None = None, featureless: Sequence[str] = (),
-        **hparams: Any,
-    ) -> ModelT:
+    def from_data(cls: type[ModelT], data, num_classes: int | None = None, **hparams: Any) -> ModelT:
         """Build for ``data`` (``Data``, ``HeteroData`` or ``GraphView``): sizes read from it.
 
-        Node types named in ``featureless`` ignore their features and get a learned
-        embedding per node instead (as HGB's "feats-type" options do). ``hparams`` are
+        Node types without features get a learned embedding per node. ``hparams`` are
         the constructor's keyword arguments (``max_hops`` / ``order`` of the subclasses).
         """
         graph = GraphView.from_data(data)
-        unknown = set(featureless) - set(graph.node_types)
-        if unknown:
-            raise ConfigError(f"featureless node types {sorted(unknown)} are not in the graph "
-                              f"(its types: {graph.node_types})")
-        in_dims = [None if graph.x_dict.get(t) is None or t in featureless
-                   else int(graph.x_dict[t].shape[1]) for t in graph.node_types]
+        in_dims = [None if graph.x_dict.get(t) is None else int(graph.x_dict[t].shape[1])
+                   for t in graph.node_types]
         num_nodes = [graph.num_nodes_dict[t] for t in graph.node_types]
         if num_classes is None:
             num_classes = getattr(data, "num_classes", None)
             if num_classes is None:
                 raise ConfigError("num_classes is unknown: pass num_classes= or set data.num_classes")
-        if (hparams.get("gnn") == "rsage" or hparams.get("path_relations")) and "num_relations" not in hparams:
+        if hparams.get("gnn") == "rsage" and "num_relations" not in hparams:
             hparams["num_relations"] = count_relations(graph)
         return cls(in_dims, num_nodes, int(num_classes), **hparams)
 
-    def node_states(self, graph: GraphView, ids: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
-        r"""Input states of the nodes before the blocks: projection (+ GNN), [N, d].
+    def node_states(self, graph: GraphView, ids: Tensor | None = None) -> Tensor:
+        """Input states of the nodes before the blocks: projection (+ GNN), [N, d].
 
         With ``ids`` [K] and no GNN, only those nodes are projected ([K, d]); with a
         GNN all N nodes are computed and ``ids`` selects rows.
-
-        ``labels`` [N, C] (models built with ``label_inputs=True``) holds the labels
-        the model may read: a one-hot (or multi-hot) row for a node whose label is
-        shown, zeros elsewhere. ``W_y y_v`` is added to the node's projection before
-        the GNN, so the labels travel along the graph and into the tokens (the label
-        trick of UniMP / GAMLP; the caller decides which labels are shown: never
-        those of the nodes it computes a loss on).
-
-        With ``degree_encoding=True`` the projection also gets
-        :math:`\sum_t e_{t, b_t(v)}`, one learned vector per node type t and degree
-        bucket :math:`b_t(v) = \min(\lfloor \log_2(1 + d_t(v)) \rfloor, 15)` of v's
-        number of neighbours of type t: Graphormer's centrality encoding, split by
-        neighbour type, since mean aggregation (path tokens, SAGE) and attention
-        otherwise do not see how many neighbours a node has. The vectors start at
-        zero, so training starts from the model without them.
         """
-        if labels is not None and self.label_proj is None:
-            raise ConfigError("labels were given to a model built without label_inputs=True")
-        if labels is None and self.label_proj is not None:
-            raise ConfigError("this model reads labels (label_inputs=True): pass labels= [N, C], "
-                              "zeros for every node whose label is not shown")
         h = self.encoder(graph, ids if self.gnn is None else None)
-        if self.label_proj is not None:
-            assert labels is not None
-            if labels.shape != (graph.num_nodes, self.label_proj.in_features):
-                raise ConfigError(f"labels must be [N, C] = [{graph.num_nodes}, "
-                                  f"{self.label_proj.in_features}], got {list(labels.shape)}")
-            labels = labels.to(h.device, h.dtype)
-            h = h + self.label_proj(labels if ids is None or self.gnn is not None else labels[ids])
-        if self.degree_emb is not None:
-            deg = self.degree_ids(graph, h.device)
-            h = h + self.degree_emb(deg if ids is None or self.gnn is not None else deg[ids])
         if self.gnn is None:
             return h
         h = self.gnn(h, graph)
         return h if ids is None else h[ids]
-
-    def degree_ids(self, graph: GraphView, device: torch.device) -> Tensor:
-        """Rows [N, T] of ``degree_emb``: for node v and node type t, the bucket of v's
-        number of neighbours of type t (:func:`degree_buckets`), offset by t * buckets
-        (cached for the last graph and device)."""
-        return self._degree_ids.get(graph, device, lambda: degree_buckets(graph).to(device))
 
     def readout(self, x: Tensor) -> Tensor:
         """Final states [*, d] -> logits [*, C]; with ``logit_norm`` = s > 0 the logits
@@ -329,51 +244,31 @@ class BRLFormer(_GraphModel):
     initialised from E.
 
     With ``path_tokens = K > 0``, P more tokens follow the target token: one per type
-    path of 1..K edges from the target's type (:func:`~brlgraph.nn.encoders.type_path_means`),
+    path of 1..K edges from the target's type (:func:`~brlgraph.nn.metapath.type_path_means`),
     the mean of :math:`h` over the path's end nodes plus a learned path embedding
     :math:`\sum_i e_{i, t_i}` (step i, type :math:`t_i`). They give the target the whole
     neighbourhood of each relation chain (SeHGNN's metapath features), which the S
     sampled context nodes see only in part; attention weighs them per target. All
     targets of one call must then share a node type.
 
-    With ``path_transform=True`` each type path also has its own linear map,
-    :math:`m_P + m_P D_P` with :math:`D_P` [d, d] initialised at zero (SeHGNN's
-    per-metapath feature projection, on top of the shared type projections; zero
-    init starts from the shared model and weight decay pulls back towards it).
-    The maps are indexed by the path's types after the start, so there are
-    :math:`\sum_{k=1}^{K} T^k` of them for T node types.
-
-    With ``path_relations=True`` paths follow edge types rather than node types
-    (:func:`~brlgraph.nn.encoders.relation_means`): each step is one relation, ACM's
-    ``cite`` and ``ref`` between papers are two steps instead of one merged paper-paper
-    step, and the step embeddings (and maps) are indexed by relation instead of type,
-    :math:`e_{i, r_i}`. On graphs with one edge type per pair of node types the paths
-    are the type paths, in another order.
-
     Args:
         in_dims: feature size per node type in the graph's type order (``None`` = featureless).
         num_nodes: nodes per type.
         num_classes: C.
-        hidden, layers, heads: d, L, H.
+        hidden_channels, layers, heads: d, L, H.
         attention: a backend of ``brlgraph.nn.ATTENTION_BACKENDS``.
         window: local window half-width (``brl``, ``local``).
-        reservoir: m, compressed tokens of ``brl``.
+        reservoir_size: m, reservoir tokens of ``brl``.
         attention_options: further keyword options of ``make_attention``.
         dropout: dropout of the residual branches, token inputs and readout.
-        attention_dropout: passed to the backend as ``dropout`` when non-zero.
         input_dropout: dropout on raw node features.
-        gnn_layers, gnn: local GNN encoder (0 layers = none; ``gcn``/``sage``/``gat``).
+        gnn_layers, gnn: local GNN encoder (0 layers = none; ``gcn``/``sage``/``gat``/
+            ``hsage``/``rsage``).
         max_hops: largest hop distance of the hop embedding.
         path_tokens: K, the longest type path with a token of its own (0 = none).
-        path_transform: a linear map of its own per type path (needs ``path_tokens``).
-        path_relations: paths over edge types instead of node types (needs ``path_tokens``;
-            ``num_relations`` is then the graph's :func:`~brlgraph.nn.encoders.count_relations`,
-            filled in by ``from_data``).
-        label_inputs: read shown labels ``labels`` [N, C] as node inputs (see
-            :meth:`node_states`; the training task decides which labels are shown).
         embedding_std: initial standard deviation of every embedding table (nodes of
             featureless types, node types, hops, path steps; default 1 as
-            ``nn.Embedding``), see :func:`~brlgraph.nn.encoders.scale_embeddings`.
+            ``nn.Embedding``), see :func:`~brlgraph.nn.node_encoder.scale_embeddings`.
 
     Shapes: ``forward(graph, seqs)`` with ``seqs`` of T rows and S tokens -> [T, C]
     (the blocks see S + P tokens when ``path_tokens`` > 0).
@@ -387,37 +282,24 @@ class BRLFormer(_GraphModel):
         *,
         max_hops: int = DEFAULT_MAX_HOPS,
         path_tokens: int = 0,
-        path_transform: bool = False,
-        path_relations: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(in_dims, num_nodes, num_classes, **kwargs)
         if path_tokens < 0:
             raise ConfigError(f"model.path_tokens must be >= 0, got {path_tokens}")
-        if path_transform and not path_tokens:
-            raise ConfigError("model.path_transform needs model.path_tokens > 0")
-        if path_relations and not path_tokens:
-            raise ConfigError("model.path_relations needs model.path_tokens > 0")
         self.max_hops = max_hops
         self.hop_emb = nn.Embedding(max_hops + 1, self.head.in_features)
-        self.num_types, self.path_hops, self.path_relations = len(in_dims), path_tokens, path_relations
-        # the labels a path step can carry: node types, or relations with path_relations
-        self.num_steps = int(kwargs.get("num_relations", 1)) if path_relations else self.num_types
-        self.path_emb = (nn.Embedding(path_tokens * self.num_steps, self.head.in_features)
+        self.num_types, self.path_tokens = len(in_dims), path_tokens
+        self.path_emb = (nn.Embedding(path_tokens * self.num_types, self.head.in_features)
                          if path_tokens else None)
         scale_embeddings([self.hop_emb, self.path_emb], kwargs.get("embedding_std", 1.0))
-        d, t = self.head.in_features, self.num_steps
-        self.path_delta = (nn.Parameter(torch.zeros(sum(t ** k for k in range(1, path_tokens + 1)), d, d))
-                           if path_transform else None)
         self._path_blocks: LastGraphCache[Any] = LastGraphCache()  # when no GNN has them
         # without gradients, the means of every path from the start type for the last node
         # states (evaluation calls the model per batch and per draw with the same states)
         self._eval_path_means: LastGraphCache[tuple[list[TypePath], Tensor]] = LastGraphCache()
 
-    def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None,
-               labels: Tensor | None = None) -> Tensor:
-        """Token inputs [T, S, d] of the sequences (zeros at padding); ``labels`` as in
-        :meth:`node_states` (unused when ``node_states`` are given)."""
+    def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None) -> Tensor:
+        """Token inputs [T, S, d] of the sequences (zeros at padding)."""
         device = self.head.weight.device
         ids, hops, mask = seqs.ids.to(device), seqs.hops.to(device), seqs.mask.to(device)
         if int(hops.max()) > self.max_hops:
@@ -430,17 +312,18 @@ class BRLFormer(_GraphModel):
             h = node_states[safe]
         elif self.gnn is None:
             uniq, inverse = torch.unique(safe, return_inverse=True)
-            h = self.node_states(graph, uniq, labels)[inverse]
+            h = self.node_states(graph, uniq)[inverse]
         else:
-            h = self.node_states(graph, labels=labels)[safe]
+            h = self.node_states(graph)[safe]
         z = h + self.hop_emb(hops.clamp(min=0))
         return self.dropout(z * mask.unsqueeze(-1))
 
-    def path_tokens(self, graph: GraphView, targets: Tensor, node_states: Tensor) -> tuple[list[TypePath], Tensor]:
+    def path_token_inputs(self, graph: GraphView, targets: Tensor,
+                          node_states: Tensor) -> tuple[list[TypePath], Tensor]:
         """The type paths from the targets' type and their tokens [T, P, d] (see the class doc).
 
         With gradients (training), the first step of each path is taken over the targets
-        alone (:func:`~brlgraph.nn.encoders.type_path_means` with ``rows``). Without
+        alone (:func:`~brlgraph.nn.metapath.type_path_means` with ``rows``). Without
         them (evaluation), the means of every node of the targets' type are computed once
         for a ``node_states`` tensor and reused by later calls with it (other batches,
         other draws); changing it in place is noticed by its version counter.
@@ -450,56 +333,37 @@ class BRLFormer(_GraphModel):
         start = int(types[0]) if types.numel() else 0
         if bool((types != start).any()):
             raise ConfigError("model.path_tokens needs all target nodes of a batch to share one node type")
-        kind = "rsage" if self.path_relations else "hsage"
-        if self.gnn is not None and self.gnn.kind == kind:  # the same blocks, built once there
+        if self.gnn is not None and self.gnn.kind == "hsage":  # the same blocks, built once there
             blocks, slices = self.gnn.adjacency(graph, device)
         else:
-            blocks, slices = self._path_blocks.get(
-                graph, device, lambda: (relation_means if self.path_relations else type_pair_means)(graph, device))
-        if self.path_relations:
-            check_relation_count(self.num_steps, blocks, "the model",
-                                 ": build it with BRLFormer.from_data on this graph")
+            blocks, slices = self._path_blocks.get(graph, device, lambda: type_pair_means(graph, device))
         rows = targets - slices[start].start
         if torch.is_grad_enabled():  # training: the first step of each path over the batch alone
             self._eval_path_means.clear()
-            paths, means = type_path_means(node_states, blocks, slices, start, self.path_hops, rows)
+            paths, means = type_path_means(node_states, blocks, slices, start, self.path_tokens, rows)
         else:  # evaluation: every target of the start type at once, shared by batches and draws
             tag = (id(graph), start, node_states._version)  # the device goes with node_states
             paths, means = self._eval_path_means.get(
-                node_states, tag, lambda: type_path_means(node_states, blocks, slices, start, self.path_hops))
+                node_states, tag, lambda: type_path_means(node_states, blocks, slices, start, self.path_tokens))
             means = means[rows]
         if not paths:
             return paths, node_states.new_zeros(len(targets), 0, node_states.shape[-1])
         assert self.path_emb is not None
-        # path p = (t_0, l_1, ..., l_k): sum of the embeddings of (step i, label l_i), padded to K
-        ids = torch.tensor([[i * self.num_steps + t for i, t in enumerate(p[1:])]
-                            + [-1] * (self.path_hops + 1 - len(p)) for p in paths], device=device)
+        # path p = (t_0, t_1, ..., t_k): sum of the embeddings of (step i, type t_i), padded to K
+        ids = torch.tensor([[i * self.num_types + t for i, t in enumerate(p[1:])]
+                            + [-1] * (self.path_tokens + 1 - len(p)) for p in paths], device=device)
         emb = (self.path_emb(ids.clamp(min=0)) * (ids >= 0).unsqueeze(-1)).sum(1)  # [P, d]
-        if self.path_delta is not None:
-            slots = torch.tensor([self.path_slot(p) for p in paths], device=device)
-            means = means + torch.einsum("tpd,pde->tpe", means, self.path_delta[slots])
         return paths, self.dropout(means + emb)
 
-    def path_slot(self, path: TypePath) -> int:
-        """Index of ``path``'s map in ``path_delta``: the step labels after the start read as
-        a base-T number (T node types, or relations), after the slots of all shorter paths."""
-        t, tail = self.num_steps, path[1:]
-        return sum(t ** k for k in range(1, len(tail))) + sum(x * t ** i for i, x in enumerate(reversed(tail)))
-
-    def forward(
-        self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None,
-        labels: Tensor | None = None,
-    ) -> Tensor:
-        """Logits [T, C] of the targets of ``seqs`` (optionally from precomputed node
-        states; ``labels``: the shown labels of a ``label_inputs`` model, see
-        :meth:`node_states`)."""
+    def forward(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None) -> Tensor:
+        """Logits [T, C] of the targets of ``seqs`` (optionally from precomputed node states)."""
         mask = seqs.mask.to(self.head.weight.device)
-        if not self.path_hops:
-            x, _ = self.blocks(self.tokens(graph, seqs, node_states, labels), mask)
+        if not self.path_tokens:
+            x, _ = self.blocks(self.tokens(graph, seqs, node_states), mask)
             return self.readout(x[:, 0])
-        h = self.node_states(graph, labels=labels) if node_states is None else node_states
+        h = self.node_states(graph) if node_states is None else node_states
         z = self.tokens(graph, seqs, h)
-        _, paths = self.path_tokens(graph, seqs.ids[:, 0].to(h.device), h)
+        _, paths = self.path_token_inputs(graph, seqs.ids[:, 0].to(h.device), h)
         z = torch.cat([z[:, :1], paths, z[:, 1:]], dim=1)
         mask = torch.cat([mask[:, :1], mask.new_ones(paths.shape[:2]), mask[:, 1:]], dim=1)
         x, _ = self.blocks(z, mask)
@@ -539,11 +403,10 @@ class BRLGraphSequenceModel(_GraphModel):
         """The sequence order of ``graph``'s nodes [N] (cached for the last graph seen)."""
         return self._order_cache.get(graph, None, lambda: node_order(graph, self.order))
 
-    def forward(self, graph: GraphView, order: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
-        """Logits [N, C] of every node (``order`` overrides the cached permutation;
-        ``labels``: the shown labels of a ``label_inputs`` model, see :meth:`node_states`)."""
+    def forward(self, graph: GraphView, order: Tensor | None = None) -> Tensor:
+        """Logits [N, C] of every node (``order`` overrides the cached permutation)."""
         device = self.head.weight.device
         perm = (self.node_permutation(graph) if order is None else order).to(device)
-        h = self.dropout(self.node_states(graph, labels=labels))
+        h = self.dropout(self.node_states(graph))
         x, _ = self.blocks(h[perm].unsqueeze(0))
         return self.readout(x[0][inverse_permutation(perm)])

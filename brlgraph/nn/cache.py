@@ -15,7 +15,7 @@ class LastGraphCache(Generic[T]):
 
     Models derive per-graph tensors (adjacency blocks, degree buckets, node orders,
     features on the device) once and reuse them at every step. The source, usually a
-    :class:`~brlgraph.sequences.GraphView`, is matched by identity (a view is not
+    :class:`~brlgraph.graph.GraphView`, is matched by identity (a view is not
     hashed or compared by value), so a new view of the same data builds again; the
     tag (the device, or whatever else the value depends on) by equality, a
     ``torch.device`` as its string. One entry only: training and evaluation use one

@@ -32,7 +32,8 @@ import torch
 from torch import Tensor
 
 from brlgraph.errors import ConfigError
-from brlgraph.sequences.graph_view import GraphView
+from brlgraph.graph import GraphView
+from brlgraph.seeding import derive_seed, splitmix64
 
 DEFAULT_MAX_HOPS = 4
 
@@ -136,7 +137,7 @@ def hop_ordered_sequences(
 
     ids = np.full((tg.shape[0], seq_len), -1, dtype=np.int64)
     hops = np.full((tg.shape[0], seq_len), -1, dtype=np.int64)
-    seed_hash = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
+    seed_hash = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
 
     def fill(start: int) -> None:
         sl = slice(start, start + chunk_size)
@@ -161,7 +162,8 @@ class HopSequenceSampler:
     """Draws hop-ordered sequences of fixed targets, with a fresh sample per epoch.
 
     ``sampler(epoch)`` returns the sequences of ``targets`` sampled with the seed
-    ``epoch_seed(seed, epoch)``; epoch 0 uses ``seed`` itself. The last sample is
+    ``derive_seed(seed, "sequences", epoch)`` (:mod:`brlgraph.seeding`); epoch 0 uses
+    ``seed`` itself. The last sample is
     cached, so calling it twice with the same epoch costs nothing.
     """
 
@@ -188,18 +190,10 @@ class HopSequenceSampler:
             return self._cache[1]
         seqs = hop_ordered_sequences(
             self.graph, self.targets, self.seq_len, max_hops=self.max_hops,
-            seed=epoch_seed(self.seed, epoch), node_type=self.node_type, chunk_size=self.chunk_size,
+            seed=derive_seed(self.seed, "sequences", epoch), node_type=self.node_type, chunk_size=self.chunk_size,
         )
         self._cache = (epoch, seqs)
         return seqs
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The sampling seed of ``epoch`` (``seed`` itself at epoch 0), a non-negative int63."""
-    if epoch == 0:
-        return seed
-    x = np.array([(seed * 1_000_003 + epoch) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
-    return int(_splitmix64(x)[0] >> np.uint64(1))
 
 
 # ---------------------------------------------------------------------------- internals
@@ -208,15 +202,6 @@ _U = np.uint64
 # smaller ones redo more rows, larger ones sort more candidates.
 _KEEP_FACTOR = 3.0
 _KEEP_SLACK = 32.0
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """A bijective 64-bit mix (splitmix64 finaliser), elementwise on uint64."""
-    with np.errstate(over="ignore"):
-        x = x + _U(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> _U(30))) * _U(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> _U(27))) * _U(0x94D049BB133111EB)
-    return x ^ (x >> _U(31))
 
 
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:
@@ -255,7 +240,7 @@ def _fill_chunk(
     prio_bits = 63 - row_bits - node_bits
     row_shift = _U(prio_bits + node_bits)
     node_mask = _U((1 << node_bits) - 1)
-    target_hash = _splitmix64(targets.astype(np.uint64) ^ seed_hash)
+    target_hash = splitmix64(targets.astype(np.uint64) ^ seed_hash)
 
     def candidate_keys(rows: np.ndarray, nodes: np.ndarray, limit: np.ndarray | None) -> np.ndarray:
         """Sorted distinct keys of (row, node) pairs not seen at earlier hops.
@@ -263,7 +248,7 @@ def _fill_chunk(
         With ``limit`` (per row), pairs of priority >= limit[row] are dropped first.
         """
         nodes_u = nodes.astype(np.uint64)
-        prio = _splitmix64(target_hash[rows] ^ nodes_u) >> _U(64 - prio_bits)
+        prio = splitmix64(target_hash[rows] ^ nodes_u) >> _U(64 - prio_bits)
         keys = (rows.astype(np.uint64) << row_shift) | (prio << _U(node_bits)) | nodes_u
         if limit is not None:
             keys = keys[prio < limit[rows]]

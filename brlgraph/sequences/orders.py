@@ -16,7 +16,7 @@ from scipy.sparse.csgraph import breadth_first_order, reverse_cuthill_mckee
 from torch import Tensor
 
 from brlgraph.errors import ConfigError
-from brlgraph.sequences.graph_view import GraphView
+from brlgraph.graph import GraphView
 
 NODE_ORDERS = ("rcm", "bfs", "identity")
 

@@ -32,141 +32,101 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 from brlgraph.errors import ConfigError
 
 HGB_DATASETS = ("DBLP", "ACM", "IMDB", "Freebase")
-KNN_DATASETS = ("20News",)
+KNN_DATASETS = ("20News", "Mini-ImageNet")
 DATASETS = HGB_DATASETS + KNN_DATASETS
+#: data sets whose nodes carry several labels at once (binary cross-entropy, threshold 0.5)
+MULTI_LABEL_DATASETS = ("IMDB",)
 
 
 @dataclass
 class DataConfig:
     name: str = "DBLP"
-    #: seed of the random train/validation split (HGB) or 50/25/25 split (kNN)
-    split_seed: int = 0
-    #: neighbours per node of the kNN graph (20News)
+    #: seed of the random train/validation split (HGB) or 50/25/25 split (kNN graphs);
+    #: unset, the run's own seed
+    split_seed: int | None = None
+    #: neighbours per node of the kNN graph (kNN data sets)
     knn_k: int = 5
-    #: scaling of every node's feature row: "none", "row" (divide by the sum of
-    #: absolute values) or "l2" (unit Euclidean norm)
-    feature_norm: str = "none"
-    #: input of node types without features: "embedding" (one learned vector per
-    #: node) or "mean" (the mean features of their neighbours, per relation)
-    featureless: str = "embedding"
-    #: node types removed with all their relations, comma-separated (e.g. "term" on
-    #: ACM, whose paper features are exactly the paper-term edges); HGB only
-    drop_types: str = ""
 
 
 @dataclass
 class SequenceConfig:
-    #: tokens per sequence, the target node included (node-as-sequence mode)
-    length: int = 50
-    #: deepest hop sampled for the context
+    #: S, tokens per context sequence, the target node included (node-as-sequence)
+    seq_len: int = 50
+    #: deepest hop sampled for the context (node-as-sequence)
     max_hops: int = 3
-    #: draw fresh context nodes at every epoch (train sequences only); one-sequence
-    #: data sets (20News): a fresh node order every epoch (``order``'s ties broken at random)
+    #: draw fresh context nodes at every epoch (training sequences only); one-sequence
+    #: data sets: a fresh node order every epoch (``order``'s ties broken at random)
     resample: bool = True
     #: evaluation averages the logits of this many independently drawn sequences
-    #: per target (test-time ensembling over the sampled context; 1 = one draw);
-    #: one-sequence data sets: over this many node orders (the first is ``order``'s own)
+    #: per target (1 = one draw); one-sequence data sets: over this many node orders
     eval_draws: int = 1
-    #: node order of the graph-as-one-sequence mode ("rcm" or "bfs")
+    #: node order of the graph-as-one-sequence mode: rcm, bfs or identity
     order: str = "rcm"
-    #: node types left out of the context sequences, comma-separated (e.g. "term"):
-    #: sequences and hop distances go around them; the GNN pre-encoder still sees them
-    exclude_types: str = ""
 
 
 @dataclass
 class ModelConfig:
     #: attention backend: brl, full, local, performer, linformer, regla
     attention: str = "brl"
-    hidden: int = 256
-    layers: int = 2
-    heads: int = 8
-    dropout: float = 0.2
-    #: dropout on the attention output of the backend
-    attention_dropout: float = 0.0
-    #: half-width of the local window of BRL/local attention
+    #: d, the width of every token and layer
+    hidden_channels: int = 64
+    #: transformer blocks
+    layers: int = 1
+    heads: int = 4
+    #: dropout of the residual branches, the token inputs and the readout
+    dropout: float = 0.5
+    #: dropout on the raw input features
+    input_dropout: float = 0.5
+    #: w, half-width of the local window of brl and local attention
     window: int = 16
-    #: compressed reservoir tokens (m) of BRL attention
-    reservoir: int = 16
+    #: m, reservoir tokens of brl attention
+    reservoir_size: int = 8
     #: GNN pre-encoder layers over the whole graph (0 = none)
     gnn_layers: int = 2
     #: kind of GNN pre-encoder: gcn, sage, gat, hsage (SAGE with a weight per node-type
     #: pair), rsage (SAGE with a weight per edge type, each followed in its own direction)
-    gnn: str = "gcn"
-    #: dropout applied to raw input features
-    input_dropout: float = 0.0
-    #: which node types use their features: "all", "target" (the others get a
-    #: learned embedding per node), "none" (learned embeddings only, HGB's feats-type 3)
-    features: str = "all"
-    #: node-as-sequence models: one extra token per type path of 1..K edges from the
-    #: target's type, the mean node state along it (SeHGNN's metapaths); 0 = none
+    gnn: str = "hsage"
+    #: K: one extra token per type path of 1..K edges from the target's type, the mean
+    #: node state along it (SeHGNN's metapaths); 0 = none (node-as-sequence)
     path_tokens: int = 0
-    #: a linear map of its own per type path on its token (SeHGNN's per-metapath
-    #: projection), zero-initialised on top of the shared projections; needs path_tokens
-    path_transform: bool = False
-    #: path tokens follow edge types instead of node types (ACM's cite and ref become two
-    #: paths, SeHGNN's metapaths over relations); needs path_tokens
-    path_relations: bool = False
-    #: > 0: the logits are L2-normalised and scaled by this (HINormer uses 1); 0 = off
-    logit_norm: float = 0.0
-    #: label trick (UniMP, GAMLP): training labels are inputs of their nodes. Each
-    #: training step shows the labels of a random fraction p of the training nodes,
-    #: never of the nodes whose loss it computes; evaluation shows every training
-    #: label (never a validation or test label). 0 = off
-    label_inputs: float = 0.0
-    #: Graphormer's degree (centrality) encoding, per neighbour type: a learned vector
-    #: per node type t and log2 bucket of the node's number of type-t neighbours is
-    #: added to its input projection (zero-initialised)
-    degree_encoding: bool = False
+    #: > 0: the logits are L2-normalised and scaled by this (HINormer's readout); 0 = off
+    logit_norm: float = 1.0
     #: initial standard deviation of every learned embedding table (featureless nodes,
-    #: node types, hops, path steps); nn.Embedding's default is 1, so embeddings start
-    #: with norms near sqrt(hidden) while projected bag-of-words rows start at 0.2-1.5
+    #: node types, hops, path steps); 1 is nn.Embedding's default
     embedding_std: float = 1.0
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100
+    epochs: int = 60
     #: stop after this many epochs without a better validation score
-    patience: int = 20
-    #: never stop early before this many epochs (multi-label IMDB first sits on a
-    #: plateau of majority-label predictions for 10-20 epochs)
-    min_epochs: int = 0
+    patience: int = 15
+    #: target nodes per step (node-as-sequence; one-sequence data sets train full-batch)
     batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    #: linear warmup epochs, then ``schedule`` ("constant" or "cosine")
-    warmup_epochs: int = 0
+    lr: float = 2e-3
+    weight_decay: float = 1e-3
+    #: learning-rate schedule: constant, or cosine (from lr to 0 over ``epochs``)
     schedule: str = "constant"
+    #: clip the gradient norm to this (0 = no clipping)
     grad_clip: float = 1.0
-    #: power p of the class weights of the training loss, from the training labels:
-    #: (negatives / positives) ** p as BCE's pos_weight (multi-label), or
-    #: (N / (C * count)) ** p per class (single-label); 0 = unweighted
-    label_balance: float = 0.0
-    #: multi-label only: BCE's pos_weight on every label (times the class weights
-    #: of label_balance). A weight w moves the 0.5 threshold on the trained model's
-    #: output to a probability of 1 / (1 + w) under the unweighted loss
+    #: multi-label data sets only: BCE's pos_weight on every label. A weight w moves
+    #: the 0.5 threshold on the trained model's output to a probability of 1 / (1 + w)
+    #: under the unweighted loss
     positive_weight: float = 1.0
     #: decay of an exponential moving average of the weights, updated after every
     #: optimiser step; validation, early stopping and the final model use the
     #: average (0 = off, the weights as trained)
     ema: float = 0.0
-    #: weight of a consistency loss on targets without training labels (GRAND):
-    #: each step also draws two context sequences for a batch of them and pulls
-    #: both predictions towards their sharpened mean; 0 = off (HGB data sets)
-    consistency: float = 0.0
-    #: sharpening temperature of the consistency target (lower = more confident)
-    consistency_temperature: float = 0.5
     #: torch.use_deterministic_algorithms + seeded everything. On the CPU two runs are
     #: identical; on an H100 (torch 2.11) two runs gave the same predictions and scores
     #: and a test loss 2e-7 apart (relative)
     deterministic: bool = True
-    #: validation metric used for early stopping
+    #: validation metric of early stopping: val_micro_f1, val_macro_f1, val_accuracy, val_loss
     monitor: str = "val_micro_f1"
-    #: rows of target nodes per forward pass during evaluation
+    #: target nodes per forward pass during evaluation (node-as-sequence)
     eval_batch_size: int = 1024
     #: members of a deep ensemble: the run trains this many models on the same split,
-    #: member k from seed ``seed + k * MEMBER_SEED_STEP`` (member 0 is the run itself),
+    #: member k from seed ``derive_seed(seed, "member", k)`` (member 0 is the run itself),
     #: each early-stopped on validation alone, and evaluates the mean of their predicted
     #: probabilities; 1 = one model. Costs that many times the training time
     ensemble: int = 1
@@ -179,6 +139,11 @@ class Config:
     sequences: SequenceConfig = field(default_factory=SequenceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the split: ``data.split_seed``, or the run seed when it is unset."""
+        return self.seed if self.data.split_seed is None else self.data.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,29 +158,59 @@ CHOICES = {
     "train.monitor": ("val_micro_f1", "val_macro_f1", "val_accuracy", "val_loss"),
     "sequences.order": ("rcm", "bfs", "identity"),
     "model.gnn": ("gcn", "sage", "gat", "hsage", "rsage"),
-    "model.features": ("all", "target", "none"),
-    "data.feature_norm": ("none", "row", "l2"),
-    "data.featureless": ("embedding", "mean"),
 }
+
+
+def _at_least(low: float, what: str = "") -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= low), f">= {low:g}{what}"
+
+
+def _fraction() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: 0.0 <= v < 1.0), "in [0, 1)"
+
 
 #: keys whose values must lie in a range: key -> (test, what the range is)
 BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "train.ema": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (0 = off)"),
-    "train.label_balance": (lambda v: v >= 0.0, ">= 0 (0 = unweighted)"),
-    "train.positive_weight": (lambda v: v > 0.0, "> 0 (1 = unweighted)"),
+    "data.knn_k": _at_least(1),
+    "sequences.seq_len": _at_least(1),
+    "sequences.max_hops": _at_least(1),
+    "sequences.eval_draws": _at_least(1),
+    "model.hidden_channels": _at_least(1),
+    "model.layers": _at_least(1),
+    "model.heads": _at_least(1),
+    "model.dropout": _fraction(),
+    "model.input_dropout": _fraction(),
+    "model.window": _at_least(1),
+    "model.reservoir_size": _at_least(1),
+    "model.gnn_layers": _at_least(0, " (0 = none)"),
     "model.path_tokens": (lambda v: 0 <= v <= 4, "in 0..4 (0 = none)"),
+    "model.logit_norm": _at_least(0, " (0 = off)"),
     "model.embedding_std": (lambda v: v > 0.0, "> 0"),
-    "sequences.eval_draws": (lambda v: v >= 1, ">= 1"),
+    "train.epochs": _at_least(1),
+    "train.patience": _at_least(1),
+    "train.batch_size": _at_least(1),
+    "train.lr": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    "train.weight_decay": _at_least(0),
+    "train.grad_clip": _at_least(0, " (0 = no clipping)"),
+    "train.positive_weight": (lambda v: v > 0.0, "> 0 (1 = unweighted)"),
+    "train.ema": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (0 = off)"),
+    "train.eval_batch_size": _at_least(1),
     "train.ensemble": (lambda v: 1 <= v <= 32, "in 1..32 (1 = one model)"),
-    "model.label_inputs": (lambda v: 0.0 <= v <= 1.0, "in [0, 1] (0 = off)"),
-    "train.consistency": (lambda v: v >= 0.0, ">= 0 (0 = off)"),
-    "train.consistency_temperature": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+}
+
+#: keys that only one task reads: task -> keys. On a data set of another task each must
+#: keep its default (a value set there would be silently ignored)
+TASK_KEYS: dict[str, tuple[str, ...]] = {
+    "node-as-sequence": ("sequences.seq_len", "sequences.max_hops", "model.path_tokens",
+                         "train.batch_size", "train.eval_batch_size"),
+    "graph-as-one-sequence": ("data.knn_k", "sequences.order"),
+    "multi-label": ("train.positive_weight",),
 }
 
 
-#: keys that only node-as-sequence models (HGB) read: elsewhere they must keep their default
-NODE_SEQUENCE_ONLY = ("model.path_tokens", "model.path_transform", "model.path_relations", "train.consistency",
-                      "sequences.exclude_types", "data.drop_types")
+def task_of(dataset: str) -> str:
+    """``"node-as-sequence"`` (HGB data sets) or ``"graph-as-one-sequence"`` (kNN graphs)."""
+    return "node-as-sequence" if dataset in HGB_DATASETS else "graph-as-one-sequence"
 
 
 def _section_names() -> list[str]:
@@ -367,24 +362,29 @@ def build_config(dataset: str, config_file: str | Path | None = None,
 def validate(cfg: Config) -> Config:
     """The checks no single key can make, and the ranges of :data:`BOUNDS` again for a
     Config built or changed in code (keys set from files and ``--set`` were checked
-    as they were read, with their source in the message)."""
+    as they were read, with their source in the message).
+
+    A key that only another task reads (:data:`TASK_KEYS`) must keep its default:
+    ``sequences.seq_len`` on 20News, ``data.knn_k`` on DBLP and ``train.positive_weight``
+    on a single-label data set are errors naming the key, not silently ignored."""
     flat = _flatten(cfg.to_dict())
     for key, (ok, what) in BOUNDS.items():
         if not ok(flat[key]):
             raise ConfigError(f"'{key}' must be {what}, got {flat[key]!r}")
-    if cfg.data.name not in HGB_DATASETS:
-        defaults = _flatten(Config().to_dict())
-        for key in NODE_SEQUENCE_ONLY:
+    if cfg.model.hidden_channels % cfg.model.heads:
+        raise ConfigError(f"model.hidden_channels ({cfg.model.hidden_channels}) must be divisible by "
+                          f"model.heads ({cfg.model.heads})")
+    name = cfg.data.name
+    tasks = {task_of(name)} | ({"multi-label"} if name in MULTI_LABEL_DATASETS else set())
+    defaults = _flatten(Config().to_dict())
+    for task, keys in TASK_KEYS.items():
+        if task in tasks:
+            continue
+        for key in keys:
             if flat[key] != defaults[key]:
-                raise ConfigError(f"{key} applies to node-as-sequence models (HGB data sets); "
-                                  f"{cfg.data.name} runs as one sequence: set it to {defaults[key]!r}")
-    if cfg.model.path_transform and not cfg.model.path_tokens:
-        raise ConfigError("model.path_transform = true needs path tokens: set model.path_tokens to 1..4")
-    if cfg.model.path_relations and not cfg.model.path_tokens:
-        raise ConfigError("model.path_relations = true needs path tokens: set model.path_tokens to 1..4")
-    if cfg.model.label_inputs >= 1.0 and cfg.data.name not in HGB_DATASETS:
-        raise ConfigError(f"model.label_inputs must be < 1 for {cfg.data.name}: its one sequence is "
-                          "trained on the training nodes whose labels a step does not show")
+                runs = "is single-label" if task == "multi-label" else f"runs {task_of(name)}"
+                raise ConfigError(f"{key} = {flat[key]!r} applies to {task} data sets only; {name} {runs}: "
+                                  f"leave it at its default {defaults[key]!r}")
     return cfg
 
 

@@ -20,128 +20,53 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import random
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from brlgraph.errors import ConfigError, DataError
+from brlgraph.graph import GraphView
 from brlgraph.io import append_line
-from brlgraph.sequences import GraphView, HopSequenceSampler, hop_ordered_sequences, node_order
+from brlgraph.seeding import derive_seed, seed_everything
+from brlgraph.sequences import HopSequenceSampler, hop_ordered_sequences, node_order
 from brlgraph.train.config import HGB_DATASETS, Config, validate
 from brlgraph.train.loop import fit
 from brlgraph.train.metrics import (
-    class_weights,
     classification_loss,
     classification_metrics,
-    consistency_loss,
     ensemble_logits,
     predict_labels,
 )
 
-#: seeds of the consistency views' samplers: run seed + k * VIEW_SEED_STEP, k = 1, 2
-VIEW_SEED_STEP = 2_000_029
-#: seeds of the members of an ensemble (``train.ensemble``): run seed + k * MEMBER_SEED_STEP
-MEMBER_SEED_STEP = 3_000_017
-
-
-def epoch_batch_seed(seed: int, epoch: int) -> int:
-    """Seed of an epoch's random choices in the tasks (batch order, shown labels, node order)."""
-    return seed * 100_003 + epoch
-
-
-def eval_seed(seed: int, draw: int) -> int:
-    """Sampling seed of evaluation draw ``draw`` (draw 0 keeps the run seed)."""
-    return seed + 1_000_003 * draw
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed Python, numpy and torch; optionally make torch's kernels deterministic."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)
-    # Deterministic mode also fills every new tensor with NaN to expose reads of
-    # uninitialised memory; results do not depend on it, and it costs ~20% of a CPU step.
-    torch.utils.deterministic.fill_uninitialized_memory = False
-
 
 def load_dataset(config: Config):
-    """The data set of ``config`` with the split of ``config.data.split_seed``, without
-    the node types of ``config.data.drop_types``, with the features of featureless
-    types of ``config.data.featureless`` and the feature scaling of
-    ``config.data.feature_norm``."""
-    from brlgraph.data import (
-        drop_node_types,
-        fill_featureless,
-        load_20news,
-        load_hgb,
-        normalize_features,
-    )
+    """The data set of ``config`` with the split of ``config.split_seed`` (``data.split_seed``,
+    or the run seed when it is unset)."""
+    from brlgraph.data import load_20news, load_hgb, load_mini_imagenet
 
-    name, seed = config.data.name, config.data.split_seed
-    data = load_hgb(name, seed=seed) if name in HGB_DATASETS else load_20news(k=config.data.knn_k, seed=seed)
-    data = drop_node_types(data, [t.strip() for t in config.data.drop_types.split(",")])
-    data = fill_featureless(data, config.data.featureless)
-    return normalize_features(data, config.data.feature_norm)
+    name, seed = config.data.name, config.split_seed
+    if name in HGB_DATASETS:
+        return load_hgb(name, seed=seed)
+    if name == "Mini-ImageNet":
+        return load_mini_imagenet(k=config.data.knn_k, seed=seed)
+    return load_20news(k=config.data.knn_k, seed=seed)
 
 
 def model_options(config: Config) -> dict[str, Any]:
     m = config.model
-    return dict(hidden=m.hidden, layers=m.layers, heads=m.heads, attention=m.attention,
-                window=m.window, reservoir=m.reservoir, dropout=m.dropout,
-                attention_dropout=m.attention_dropout, input_dropout=m.input_dropout,
-                gnn_layers=m.gnn_layers, gnn=m.gnn, logit_norm=m.logit_norm,
-                label_inputs=m.label_inputs > 0, degree_encoding=m.degree_encoding,
-                embedding_std=m.embedding_std)
+    return dict(hidden_channels=m.hidden_channels, layers=m.layers, heads=m.heads, attention=m.attention,
+                window=m.window, reservoir_size=m.reservoir_size, dropout=m.dropout,
+                input_dropout=m.input_dropout, gnn_layers=m.gnn_layers, gnn=m.gnn,
+                logit_norm=m.logit_norm, embedding_std=m.embedding_std)
 
 
-def featureless_types(config: Config, node_types: list[str], target_type: str | None) -> list[str]:
-    """Node types whose features the model replaces by learned embeddings (``model.features``)."""
-    mode = config.model.features
-    if mode == "all":
-        return []
-    if mode == "none":
-        return list(node_types)
-    return [t for t in node_types if t != target_type]
-
-
-def train_weights(config: Config, y_train: torch.Tensor, num_classes: int,
-                  multi_label: bool = False) -> torch.Tensor | None:
-    """Class weights of the training loss (``train.label_balance`` times
-    ``train.positive_weight``; None when both leave the loss unweighted)."""
-    power, positive = config.train.label_balance, config.train.positive_weight
-    if positive != 1.0 and not multi_label:
-        raise ConfigError(f"train.positive_weight = {positive} applies to multi-label data sets (IMDB) only; "
-                          "leave it at 1 here")
-    weight = class_weights(y_train, num_classes, multi_label, power) if power > 0 else None
-    if positive != 1.0:
-        weight = positive * (weight if weight is not None else torch.ones(num_classes, device=y_train.device))
-    return weight
-
-
-def label_rows(y: torch.Tensor, num_classes: int, multi_label: bool) -> torch.Tensor:
-    """Labels as the model reads them: one-hot (multi-hot for multi-label) float rows [n, C]."""
-    if multi_label:
-        return y.float()
-    return torch.nn.functional.one_hot(y.long(), num_classes).float()
-
-
-def shown_labels(num_nodes: int, nodes: torch.Tensor, rows: torch.Tensor, shown: torch.Tensor | None = None
-                 ) -> torch.Tensor:
-    """The label table [N, C] of ``model.label_inputs``: ``rows`` [n, C] at global ids
-    ``nodes`` [n] where ``shown`` [n] (default: all) is True, zeros elsewhere."""
-    if shown is not None:
-        nodes, rows = nodes[shown], rows[shown]
-    table = rows.new_zeros(num_nodes, rows.shape[1])
-    table[nodes] = rows
-    return table
+def train_weights(config: Config, num_classes: int, device: torch.device | str) -> torch.Tensor | None:
+    """BCE's ``pos_weight`` of the training loss: ``train.positive_weight`` on every label
+    (multi-label data sets; :func:`~brlgraph.train.config.validate` refuses it elsewhere).
+    None when it is 1, the unweighted loss."""
+    positive = config.train.positive_weight
+    return positive * torch.ones(num_classes, device=device) if positive != 1.0 else None
 
 
 class NodeSequenceTask:
@@ -158,81 +83,41 @@ class NodeSequenceTask:
         self.type_id = list(data.node_types).index(data.target_type)
         offset = self.graph.offsets[data.target_type]
         s = config.sequences
-        skipped = [t.strip() for t in s.exclude_types.split(",") if t.strip()]
-        if data.target_type in skipped:
-            raise ConfigError(f"sequences.exclude_types names the target type {data.target_type!r}")
-        try:  # the sequences go around these types; the model still sees the whole graph
-            seq_graph = self.graph.without_edges_of(skipped) if skipped else self.graph
-        except DataError as err:
-            raise ConfigError(f"sequences.exclude_types: {err}") from None
         self.rows = {split: target[f"{split}_mask"].nonzero().view(-1)
                      for split in ("train", "val", "test")}
         self.y = {split: target.y[rows].to(device) for split, rows in self.rows.items()}
-        self.weight = train_weights(config, self.y["train"], data.num_classes, self.multi_label)
-        self.sampler = HopSequenceSampler(seq_graph, self.rows["train"] + offset, s.length,
+        self.weight = train_weights(config, data.num_classes, device)
+        self.sampler = HopSequenceSampler(self.graph, self.rows["train"] + offset, s.seq_len,
                                           max_hops=s.max_hops, seed=config.seed)
-        # consistency: two independent context draws of the targets without training labels
-        unlabelled = (~target.train_mask).nonzero().view(-1) + offset
-        self.views = ([HopSequenceSampler(seq_graph, unlabelled, s.length, max_hops=s.max_hops,
-                                          seed=config.seed + VIEW_SEED_STEP * k) for k in (1, 2)]
-                      if config.train.consistency > 0 else [])
-        # draw d of the evaluation sequences uses seed (seed, d); draw 0 is the single-draw default
-        self.eval_seqs = {split: [hop_ordered_sequences(seq_graph, self.rows[split] + offset, s.length,
-                                                        max_hops=s.max_hops, seed=eval_seed(config.seed, d))
+        # draw d of the evaluation sequences; draw 0 uses the run seed, as one draw does
+        self.eval_seqs = {split: [hop_ordered_sequences(self.graph, self.rows[split] + offset, s.seq_len,
+                                                        max_hops=s.max_hops,
+                                                        seed=derive_seed(config.seed, "eval_draw", d))
                                   for d in range(s.eval_draws)]
                           for split in ("val", "test")}
-        # label inputs: the training targets' global ids and label rows; evaluation shows all
-        self.label_nodes = (self.rows["train"] + offset).to(device)
-        self.label_rows = label_rows(self.y["train"], data.num_classes, self.multi_label)
-        self.eval_labels = (shown_labels(self.graph.num_nodes, self.label_nodes, self.label_rows)
-                            if config.model.label_inputs > 0 else None)
         self.model = BRLFormer.from_data(
             self.graph, num_classes=data.num_classes, max_hops=s.max_hops,
-            featureless=featureless_types(config, self.graph.node_types, data.target_type),
-            path_tokens=config.model.path_tokens,
-            path_transform=config.model.path_transform, path_relations=config.model.path_relations,
-            **model_options(config)).to(device)
+            path_tokens=config.model.path_tokens, **model_options(config)).to(device)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.rows["train"]) / self.config.train.batch_size)
 
     def train_batches(self, epoch: int):
-        """(sequences, labels, shown label table or None) per mini-batch of training targets."""
+        """(sequences, labels) per mini-batch of training targets."""
         seqs = self.sampler(epoch if self.config.sequences.resample else 0)
-        gen = torch.Generator().manual_seed(epoch_batch_seed(self.config.seed, epoch))
+        gen = torch.Generator().manual_seed(derive_seed(self.config.seed, "batches", epoch))
         order = torch.randperm(len(seqs), generator=gen)
-        p = self.config.model.label_inputs
-        views = [sampler(epoch) for sampler in self.views]
         for rows in order.split(self.config.train.batch_size):
-            table = None
-            if p > 0:  # a fresh random p of the other training nodes shows its label
-                shown = torch.rand(len(seqs), generator=gen) < p
-                shown[rows] = False
-                table = shown_labels(self.graph.num_nodes, self.label_nodes, self.label_rows,
-                                     shown.to(self.device))
-            pair = None
-            if views:  # as many targets without labels as the batch has, seen twice
-                pick = torch.randperm(len(views[0]), generator=gen)[:len(rows)]
-                pair = (views[0][pick], views[1][pick])
-            yield seqs[rows], self.y["train"][rows.to(self.device)], table, pair
+            yield seqs[rows], self.y["train"][rows.to(self.device)]
 
     def loss(self, batch) -> torch.Tensor:
-        """The classification loss of the batch (plus, with ``train.consistency``, the
-        weighted consistency loss of its two views of unlabelled targets)."""
-        seqs, y, table, pair = batch
-        if pair is None:
-            return classification_loss(self.model(self.graph, seqs, labels=table), y, self.multi_label,
-                                       self.weight)
-        h = self.model.node_states(self.graph, labels=table)  # once for the three passes
-        loss = classification_loss(self.model(self.graph, seqs, node_states=h), y, self.multi_label, self.weight)
-        views = [self.model(self.graph, view, node_states=h) for view in pair]
-        t = self.config.train
-        return loss + t.consistency * consistency_loss(views, self.multi_label, t.consistency_temperature)
+        seqs, y = batch
+        return classification_loss(self.model(self.graph, seqs), y, self.multi_label, self.weight)
 
     @torch.no_grad()
     def logits(self, split: str) -> torch.Tensor:
         self.model.eval()
-        h = self.model.node_states(self.graph, labels=self.eval_labels)
+        h = self.model.node_states(self.graph)
         bs = self.config.train.eval_batch_size
         draws = [torch.cat([self.model(self.graph, seqs[i:i + bs], node_states=h)
                             for i in range(0, len(seqs), bs)])
@@ -266,14 +151,10 @@ class GraphSequenceTask:
         self.rows = {split: data[f"{split}_mask"].nonzero().view(-1).to(device)
                      for split in ("train", "val", "test")}
         self.y = data.y.to(device)
-        self.weight = train_weights(config, self.y[self.rows["train"]], data.num_classes)
-        self.label_rows = label_rows(self.y[self.rows["train"]], data.num_classes, False)
-        self.eval_labels = (shown_labels(self.graph.num_nodes, self.rows["train"], self.label_rows)
-                            if config.model.label_inputs > 0 else None)
+        self.weight = train_weights(config, data.num_classes, device)
         self._eval_orders: list[torch.Tensor | None] | None = None
         self.model = BRLGraphSequenceModel.from_data(
             self.graph, num_classes=data.num_classes, order=config.sequences.order,
-            featureless=featureless_types(config, self.graph.node_types, self.graph.node_types[0]),
             **model_options(config)).to(device)
 
     def steps_per_epoch(self) -> int:
@@ -285,24 +166,14 @@ class GraphSequenceTask:
         return None if seed is None else node_order(self.graph, self.config.sequences.order, seed=seed)
 
     def train_batches(self, epoch: int):
-        """(training rows of the loss, shown label table or None, node order or None):
-        one full batch. With ``sequences.resample`` every epoch runs on a fresh node
-        order; with label inputs a random p of the training nodes shows its label and
-        the loss is taken over the others."""
-        train, p = self.rows["train"], self.config.model.label_inputs
-        order = self.order(epoch_batch_seed(self.config.seed, epoch)) if self.config.sequences.resample else None
-        if p <= 0:
-            yield train, None, order
-            return
-        gen = torch.Generator().manual_seed(epoch_batch_seed(self.config.seed, epoch))
-        shown = (torch.rand(len(train), generator=gen) < p).to(train.device)
-        if bool(shown.all()):  # keep at least one node to learn from
-            shown[0] = False
-        yield train[~shown], shown_labels(self.graph.num_nodes, train, self.label_rows, shown), order
+        """(training rows of the loss, node order or None): one full batch. With
+        ``sequences.resample`` every epoch runs on a fresh node order."""
+        resample = self.config.sequences.resample
+        yield self.rows["train"], self.order(derive_seed(self.config.seed, "batches", epoch) if resample else None)
 
     def loss(self, batch) -> torch.Tensor:
-        rows, table, order = batch
-        logits = self.model(self.graph, order=order, labels=table)[rows]
+        rows, order = batch
+        logits = self.model(self.graph, order=order)[rows]
         return classification_loss(logits, self.y[rows], weight=self.weight)
 
     @torch.no_grad()
@@ -311,10 +182,9 @@ class GraphSequenceTask:
         the model's own order)."""
         self.model.eval()
         if self._eval_orders is None:
-            self._eval_orders = [self.order(None if d == 0 else eval_seed(self.config.seed, d))
+            self._eval_orders = [self.order(None if d == 0 else derive_seed(self.config.seed, "eval_draw", d))
                                  for d in range(self.config.sequences.eval_draws)]
-        draws = [self.model(self.graph, order=order, labels=self.eval_labels)[self.rows[split]]
-                 for order in self._eval_orders]
+        draws = [self.model(self.graph, order=order)[self.rows[split]] for order in self._eval_orders]
         return torch.stack(draws).mean(0)
 
     def evaluate(self, split: str, logits: torch.Tensor | None = None) -> dict[str, float]:
@@ -336,11 +206,6 @@ def build_task(data, config: Config, device: str = "cpu") -> NodeSequenceTask | 
     return GraphSequenceTask(data, config, device)
 
 
-def member_seed(seed: int, member: int) -> int:
-    """Run seed of ensemble member ``member`` (``train.ensemble``); member 0 is the run."""
-    return seed + MEMBER_SEED_STEP * member
-
-
 def member_checkpoint(out: Path, member: int) -> Path:
     """Checkpoint file of ensemble member ``member``: ``checkpoint.pt`` for member 0
     (a one-model run's file), ``checkpoint-member<k>.pt`` for the others."""
@@ -357,8 +222,9 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
     ``epochs`` trained, ``best_epoch`` and training ``seconds``.
 
     With ``train.ensemble = K > 1`` the run trains K models on the same data and
-    split, one after the other: member k is the run with seed :func:`member_seed`
-    (``seed + k * MEMBER_SEED_STEP``; member 0 is exactly the one-model run), its own
+    split, one after the other: member k is the run with seed
+    ``derive_seed(seed, "member", k)`` (:mod:`brlgraph.seeding`; member 0 is exactly the
+    one-model run), its own
     context draws, initialisation and dropout, early-stopped on its own validation
     score, checkpointed in :func:`member_checkpoint` (so ``resume`` continues the
     member that was interrupted). The metrics and predictions are those of the
@@ -375,7 +241,10 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
     logits: dict[str, list[torch.Tensor]] = {"val": [], "test": []}
     summaries, member_records = [], []
     for k in range(members):
-        member = config if k == 0 else dataclasses.replace(config, seed=member_seed(config.seed, k))
+        # every member trains on the run's split, whatever its own seed
+        member = config if k == 0 else dataclasses.replace(
+            config, seed=derive_seed(config.seed, "member", k),
+            data=dataclasses.replace(config.data, split_seed=config.split_seed))
         if k:  # member 0 keeps the one-model run's order: seed, load, build, train
             seed_everything(member.seed, member.train.deterministic)
         t1 = time.perf_counter()
@@ -402,7 +271,7 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
     metrics.update(epochs=sum(s["epochs"] for s in summaries), best_epoch=summaries[0]["best_epoch"],
                    seconds=sum(s["seconds"] for s in summaries), setup_seconds=setup_seconds)
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dataset": config.data.name,
-              "seed": config.seed, "split_seed": config.data.split_seed, "device": device,
+              "seed": config.seed, "split_seed": config.split_seed, "device": device,
               "resumed": resume, "metrics": metrics, "config": config.to_dict()}
     if member_records:
         record["members"] = member_records

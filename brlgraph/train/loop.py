@@ -1,4 +1,4 @@
-"""The training loop: AdamW, warmup/cosine schedule, early stopping, checkpoints.
+"""The training loop: AdamW, constant or cosine schedule, early stopping, checkpoints.
 
 The loop knows nothing about graphs. A :class:`Task` gives it the model, the
 mini-batches of one epoch, the loss of a batch and the metrics of a split;
@@ -50,13 +50,11 @@ class Task(Protocol):
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
-    """Multiplier of the base learning rate at optimiser step ``step``."""
-    warmup = cfg.warmup_epochs * steps_per_epoch
-    if step < warmup:
-        return (step + 1) / warmup
+    """Multiplier of the base learning rate at optimiser step ``step``: 1 (``"constant"``),
+    or a cosine from 1 to 0 over ``train.epochs`` (``"cosine"``)."""
     if cfg.schedule == "cosine":
-        total = max(1, cfg.epochs * steps_per_epoch - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / total)))
+        total = max(1, cfg.epochs * steps_per_epoch)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / total)))
     return 1.0
 
 
@@ -161,7 +159,7 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
             best = {"score": score, "epoch": epoch + 1, "metrics": metrics,
                     "model": copy.deepcopy(average if average is not None else model.state_dict())}
         epoch += 1
-        stopped = epoch >= cfg.min_epochs and epoch - best["epoch"] >= cfg.patience
+        stopped = epoch - best["epoch"] >= cfg.patience
         if checkpoint is not None:
             save_checkpoint(checkpoint, {
                 "config": config.to_dict(), "epoch": epoch, "stopped": stopped, "seconds": seconds,

@@ -47,66 +47,17 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor,
     return out
 
 
-def class_weights(target: torch.Tensor, num_classes: int, multi_label: bool = False,
-                  power: float = 1.0) -> torch.Tensor:
-    """Loss weights that counter class imbalance in ``target`` (the training labels).
-
-    Multi-label: ``pos_weight[c] = (negatives_c / positives_c) ** power`` for
-    :func:`torch.nn.functional.binary_cross_entropy_with_logits`, so rare labels are
-    predicted above the 0.5 threshold more often (Macro-F1). Single-label:
-    ``weight[c] = (N / (C * count_c)) ** power`` for cross-entropy. ``power`` 0
-    gives all ones, 1 fully balances; a class without examples gets weight 1.
-    """
-    target = target.detach().float()
-    if multi_label:
-        pos = target.sum(0)
-        ratio = (target.shape[0] - pos) / pos
-    else:
-        count = torch.bincount(target.long().view(-1), minlength=num_classes).float()
-        ratio = target.numel() / (num_classes * count)
-    ratio = torch.where(torch.isfinite(ratio) & (ratio > 0), ratio, torch.ones_like(ratio))
-    return ratio.pow(power)
-
-
 def classification_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool = False,
                         weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy, or binary cross-entropy with logits for multi-label targets.
 
-    ``weight`` (:func:`class_weights`) is the per-class weight of cross-entropy or
-    the ``pos_weight`` of binary cross-entropy.
+    ``weight`` is the per-class weight of cross-entropy or the ``pos_weight`` of
+    binary cross-entropy.
     """
     if multi_label:
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, target.float(),
                                                                     pos_weight=weight)
     return torch.nn.functional.cross_entropy(logits, target, weight=weight)
-
-
-def consistency_loss(logits: list[torch.Tensor], multi_label: bool = False,
-                     temperature: float = 0.5) -> torch.Tensor:
-    r"""GRAND's consistency regularisation over K views of the same nodes.
-
-    With :math:`p_k` the predicted distribution of view k (softmax; per-class
-    sigmoids for multi-label), :math:`\bar p` their mean and :math:`\hat p` the
-    mean sharpened at temperature T (:math:`\hat p_c \propto \bar p_c^{1/T}`; for a
-    multi-label class, :math:`\bar p^{1/T} / (\bar p^{1/T} + (1 - \bar p)^{1/T})`),
-
-    .. math::
-        \mathcal{L} = \frac{1}{K} \sum_k \frac{1}{n} \sum_i \lVert \hat p_i - p_{k,i} \rVert_2^2
-
-    with :math:`\hat p` held fixed (no gradient). It asks the views to agree on a
-    confident prediction; it reads no labels.
-    """
-    if len(logits) < 2:
-        raise ValueError("consistency needs at least two views")
-    probs = [torch.sigmoid(x) if multi_label else torch.softmax(x, dim=-1) for x in logits]
-    mean = torch.stack(probs).mean(0)
-    power = mean.pow(1.0 / temperature)
-    if multi_label:
-        sharp = power / (power + (1.0 - mean).pow(1.0 / temperature))
-    else:
-        sharp = power / power.sum(-1, keepdim=True)
-    sharp = sharp.detach()
-    return torch.stack([(p - sharp).pow(2).sum(-1).mean() for p in probs]).mean()
 
 
 def ensemble_logits(logits: list[torch.Tensor], multi_label: bool = False) -> torch.Tensor:

@@ -15,7 +15,7 @@ from brlgraph.train.published import PUBLISHED_HGB
 from brlgraph.train.runner import hgb_gaps, hgb_table, mean_std, seed_list, write_scores
 from tests.conftest import require_data
 
-TINY = ["--set", "train.epochs=2", "--set", "sequences.length=8", "--set", "model.hidden=32",
+TINY = ["--set", "train.epochs=2", "--set", "sequences.seq_len=8", "--set", "model.hidden_channels=32",
         "--set", "model.heads=2", "--set", "model.layers=1", "--set", "model.gnn_layers=1",
         "--set", "train.batch_size=2048"]
 
@@ -191,7 +191,7 @@ def test_reproduce_resume_reuses_finished_runs_and_refuses_another_config(tmp_pa
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["resumed"] for r in records] == [False, True]
     capsys.readouterr()
-    assert main([*args, "--resume", "--set", "model.hidden=16"]) == 2
+    assert main([*args, "--resume", "--set", "model.hidden_channels=16"]) == 2
     err = capsys.readouterr().err
     assert "checkpoint" in err and "DBLP-seed1" in err and "Traceback" not in err
 

@@ -13,7 +13,7 @@ from brlgraph.cli.main import main
 from tests.conftest import require_data
 
 # A small, fast DBLP model: enough to check the plumbing, not the tuned accuracy.
-FAST = ["--set", "train.epochs=2", "--set", "sequences.length=8", "--set", "model.hidden=32",
+FAST = ["--set", "train.epochs=2", "--set", "sequences.seq_len=8", "--set", "model.hidden_channels=32",
         "--set", "model.heads=2", "--set", "model.layers=1", "--set", "model.gnn_layers=1",
         "--set", "train.batch_size=2048", "--quiet"]
 
@@ -78,9 +78,9 @@ def test_resume_of_another_run_is_refused(capsys, tmp_path, monkeypatch, dblp_ca
     out = tmp_path / "run"
     assert main(["train", "--dataset", "DBLP", *FAST, "--set", "train.epochs=1", "--out", str(out)]) == 0
     capsys.readouterr()
-    line = _one_error_line(capsys, ["train", "--dataset", "DBLP", *FAST, "--set", "model.hidden=16",
+    line = _one_error_line(capsys, ["train", "--dataset", "DBLP", *FAST, "--set", "model.hidden_channels=16",
                                     "--set", "model.heads=2", "--out", str(out), "--resume"])
-    assert str(out / "checkpoint.pt") in line and "model.hidden" in line
+    assert str(out / "checkpoint.pt") in line and "model.hidden_channels" in line
 
 
 def test_json_last_line_and_outputs(tmp_path, dblp_cache):

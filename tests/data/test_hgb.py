@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from brlgraph.data import hgb, load_hgb
+from brlgraph.data import hgb_format, load_hgb
 from brlgraph.data.hgb import label_summary, to_hetero_data
 from brlgraph.errors import DataError
 
@@ -128,7 +128,7 @@ def test_fast_feature_parsing_equals_the_line_reader(shared_data, real_hgb, name
         n = data[nt].num_nodes
         if "x" in data[nt]:
             rows = [lines[i].split(b"\t")[3] for i in range(offset, offset + min(n, 40))]
-            reference = hgb._features_slow(rows, list(range(len(rows))), len(rows[0].split(b",")), "x")
+            reference = hgb_format._features_slow(rows, list(range(len(rows))), len(rows[0].split(b",")), "x")
             assert np.array_equal(data[nt].x[: len(rows)].numpy(), reference)
         offset += n
 
@@ -199,6 +199,6 @@ def test_real_freebase_label_files(shared_data):
     assert summary["num_classes"] == 7
     assert summary["target_type"] == "book"
     assert summary["class_names"][0] == "scholarly_work"
-    info = hgb.parse_info((folder / "info.dat").read_bytes(), "info.dat")
+    info = hgb_format.parse_info((folder / "info.dat").read_bytes(), "info.dat")
     assert len(info.node_types) == 8 and len(info.link_types) == 36
     assert info.link_types[6] == (2, 0, "music-in-book")

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from brlgraph.data import load_hgb
-from brlgraph.data.hgb import _links_fast, _links_slow, parse_hgb, to_hetero_data
+from brlgraph.data.hgb import parse_hgb, to_hetero_data
+from brlgraph.data.hgb_format import _links_fast, _links_slow
 from brlgraph.data.sources import verify_file
 from brlgraph.errors import DataError
 

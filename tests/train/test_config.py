@@ -24,7 +24,49 @@ def test_shipped_defaults_load_and_name_their_dataset(name):
     assert (resources.files("brlgraph") / "configs" / f"{name.lower()}.toml").is_file()
     cfg = default_config(name.lower())
     assert cfg.data.name == name
-    assert cfg.train.epochs > 0 and cfg.sequences.length > 0
+    assert cfg.train.epochs > 0 and cfg.sequences.seq_len > 0
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_shipped_configs_hold_only_what_differs_from_the_defaults(name):
+    from importlib import resources
+
+    from brlgraph.train.config import _flatten, parse_toml
+
+    text = (resources.files("brlgraph") / "configs" / f"{name.lower()}.toml").read_text()
+    assert len(text.splitlines()) <= 40
+    defaults = _flatten(Config().to_dict())
+    for key, value in _flatten(parse_toml(text, name)).items():
+        assert key == "data.name" or value != defaults[key], f"{key} = {value!r} is the default"
+
+
+def test_split_seed_is_the_run_seed_unless_set():
+    assert build_config("DBLP", None, ["seed=4"]).split_seed == 4
+    cfg = build_config("DBLP", None, ["seed=4", "data.split_seed=2"])
+    assert (cfg.seed, cfg.split_seed) == (4, 2)
+    assert Config().data.split_seed is None
+
+
+@pytest.mark.parametrize(("dataset", "item", "task"), [
+    ("DBLP", "data.knn_k=10", "graph-as-one-sequence"),
+    ("ACM", "sequences.order=bfs", "graph-as-one-sequence"),
+    ("20News", "sequences.seq_len=30", "node-as-sequence"),
+    ("20News", "model.path_tokens=1", "node-as-sequence"),
+    ("20News", "train.batch_size=64", "node-as-sequence"),
+    ("DBLP", "train.positive_weight=2", "multi-label"),
+    ("20News", "train.positive_weight=2", "multi-label"),
+])
+def test_a_key_of_another_task_is_an_error_in_both_directions(dataset, item, task):
+    key = item.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"{key.replace('.', '[.]')} = .* applies to {task} data sets only; "
+                                          rf"{dataset} "):
+        build_config(dataset, None, [item])
+
+
+def test_keys_of_the_data_sets_own_task_are_taken():
+    assert build_config("20News", None, ["data.knn_k=10"]).data.knn_k == 10
+    assert build_config("IMDB", None, ["train.positive_weight=2"]).train.positive_weight == 2.0
+    assert build_config("DBLP", None, ["train.batch_size=64"]).train.batch_size == 64
 
 
 def test_overrides_are_typed_and_layered(tmp_path):
@@ -39,7 +81,7 @@ def test_overrides_are_typed_and_layered(tmp_path):
 
 
 def test_round_trip_through_dict():
-    cfg = build_config("IMDB", None, ["model.hidden=64"])
+    cfg = build_config("IMDB", None, ["model.hidden_channels=64"])
     assert config_from_dict(cfg.to_dict()) == cfg
 
 
@@ -62,7 +104,7 @@ def test_bad_override_names_the_key(item, words):
 @pytest.mark.parametrize("text, words", [
     ("[train\nlr = 1", ["malformed TOML"]),
     ("[train]\nbatchsize = 3\n", ["train.batchsize", "unknown"]),
-    ("[model]\nhidden = 'big'\n", ["model.hidden", "int"]),
+    ("[model]\nhidden_channels = 'big'\n", ["model.hidden_channels", "int"]),
 ])
 def test_bad_file_names_file_and_key(tmp_path, text, words):
     path = tmp_path / "bad.toml"
@@ -90,11 +132,21 @@ def test_parse_override_reads_toml_values():
 
 @pytest.mark.parametrize(("item", "message"), [("model.path_tokens=5", r"model\.path_tokens.*0\.\.4"),
                                                ("model.path_tokens=-1", r"model\.path_tokens"),
-                                               ("train.label_balance=-0.5", r"train\.label_balance.*>= 0"),
-                                               ("model.label_inputs=1.5", r"model\.label_inputs.*\[0, 1\]"),
-                                               ("data.feature_norm=max", r"data\.feature_norm.*none, row, l2"),
-                                               ("data.featureless=zeros", r"data\.featureless.*embedding, mean"),
-                                               ("model.embedding_std=0", r"model\.embedding_std.*> 0")])
+                                               ("train.ema=1.0", r"train\.ema.*\[0, 1\)"),
+                                               ("model.gnn=gin", r"model\.gnn.*gcn, sage, gat, hsage, rsage"),
+                                               ("model.embedding_std=0", r"model\.embedding_std.*> 0"),
+                                               ("train.lr=-0.01", r"'train\.lr' must be in \(0, 1\], got -0\.01"),
+                                               ("train.lr=1000.0", r"'train\.lr' must be in \(0, 1\]"),
+                                               ("train.epochs=0", r"'train\.epochs' must be >= 1, got 0"),
+                                               ("train.batch_size=-5", r"'train\.batch_size' must be >= 1"),
+                                               ("model.hidden_channels=0", r"'model\.hidden_channels' must be >= 1"),
+                                               ("model.dropout=1.5", r"'model\.dropout' must be in \[0, 1\)"),
+                                               ("train.weight_decay=-1", r"'train\.weight_decay' must be >= 0"),
+                                               ("model.window=0", r"'model\.window' must be >= 1"),
+                                               ("model.reservoir_size=-1", r"'model\.reservoir_size' must be >= 1"),
+                                               ("sequences.seq_len=0", r"'sequences\.seq_len' must be >= 1"),
+                                               ("model.hidden_channels=30", r"hidden_channels \(30\) must be divisible"),
+                                               ])
 def test_values_out_of_range_are_errors_naming_the_key(item, message):
     with pytest.raises(ConfigError, match=message):
         build_config("ACM", None, [item])
@@ -109,26 +161,3 @@ def test_path_tokens_only_for_node_as_sequence_data_sets():
     with pytest.raises(ConfigError, match=r"model\.path_tokens.*20News"):
         validate(by_hand)
 
-
-@pytest.mark.parametrize("item", ["data.drop_types=term", "sequences.exclude_types=term"])
-def test_graph_surgery_options_only_for_hgb(item):
-    key = item.split("=")[0]
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*20News"):
-        build_config("20News", None, [item])
-    assert build_config("ACM", None, [item]) is not None
-
-
-def test_path_relations_need_path_tokens():
-    assert build_config("ACM", None, ["model.path_relations=true"]).model.path_relations
-    with pytest.raises(ConfigError, match=r"model\.path_relations.*model\.path_tokens"):
-        build_config("IMDB", None, ["model.path_relations=true"])
-    with pytest.raises(ConfigError, match=r"model\.path_relations.*20News"):
-        build_config("20News", None, ["model.path_relations=true", "model.path_tokens=0"])
-
-
-def test_path_transform_needs_path_tokens():
-    assert build_config("ACM", None, ["model.path_transform=true"]).model.path_transform  # ACM has K = 3
-    with pytest.raises(ConfigError, match=r"model\.path_transform.*model\.path_tokens"):
-        build_config("IMDB", None, ["model.path_transform=true"])
-    with pytest.raises(ConfigError, match=r"model\.path_transform.*20News"):
-        build_config("20News", None, ["model.path_transform=true", "model.path_tokens=0"])

@@ -7,12 +7,12 @@ import pytest
 from brlgraph.errors import CheckpointError, ConfigError
 from brlgraph.train.checkpoint import load_checkpoint
 from brlgraph.train.config import build_config
-from brlgraph.train.experiment import featureless_types, run_experiment
+from brlgraph.train.experiment import run_experiment
 from tests.conftest import require_data
 
 # Small enough for CI (a few seconds per epoch on two CPU cores), big enough to learn DBLP.
 # The shipped model shrunk; its L2-normalised logits learn too slowly for 8 epochs, so off.
-FAST = ["train.epochs=8", "train.patience=8", "sequences.length=16", "model.hidden=32",
+FAST = ["train.epochs=8", "train.patience=8", "sequences.seq_len=16", "model.hidden_channels=32",
         "model.heads=2", "model.layers=1", "model.gnn=hsage", "model.gnn_layers=2",
         "model.logit_norm=0.0",
         "train.batch_size=256", "train.lr=0.01", "seed=1", "data.split_seed=1"]
@@ -91,11 +91,11 @@ def ensemble_pair(dblp_env):
 
 
 def test_ensemble_member_zero_is_the_one_model_run(ensemble_pair):
-    from brlgraph.train.experiment import MEMBER_SEED_STEP
+    from brlgraph.seeding import derive_seed
 
     one, two = ensemble_pair
     members = two["record"]["members"]
-    assert [m["seed"] for m in members] == [1, 1 + MEMBER_SEED_STEP]
+    assert [m["seed"] for m in members] == [1, derive_seed(1, "member", 1)]
     assert "members" not in one["record"]
     for key, value in one["metrics"].items():  # member 0 is the one-model run, bitwise
         if key.startswith(("val_", "test_")):
@@ -111,13 +111,14 @@ def test_ensemble_member_zero_is_the_one_model_run(ensemble_pair):
 def test_ensemble_predicts_the_mean_probability_of_its_members_best_models(dblp_env, ensemble_pair):
     import torch
 
-    from brlgraph.train.experiment import build_task, load_dataset, member_checkpoint, member_seed
+    from brlgraph.seeding import derive_seed
+    from brlgraph.train.experiment import build_task, load_dataset, member_checkpoint
     from brlgraph.train.metrics import classification_metrics, ensemble_logits
 
     _, two = ensemble_pair
     logits = []
     for k in range(2):  # each member's best state, read back from its own checkpoint
-        config = build_config("DBLP", None, [*SHORT, "train.ensemble=2", f"seed={member_seed(1, k)}"])
+        config = build_config("DBLP", None, [*SHORT, "train.ensemble=2", f"seed={derive_seed(1, 'member', k)}"])
         task = build_task(load_dataset(config), config)
         task.model.load_state_dict(load_checkpoint(member_checkpoint(dblp_env / "two", k))["best"]["model"])
         logits.append(task.logits("test"))
@@ -152,18 +153,12 @@ def test_resume_inside_an_ensemble_ends_where_the_uninterrupted_ensemble_ends(db
         build_config("DBLP", None, ["train.ensemble=0"])
 
 
-@pytest.mark.parametrize(("mode", "expected"), [("all", []), ("target", ["paper", "venue"]),
-                                                 ("none", ["author", "paper", "venue"])])
-def test_model_features_option_names_the_featureless_types(mode, expected):
-    config = build_config("DBLP", None, [f"model.features={mode}"])
-    assert featureless_types(config, ["author", "paper", "venue"], "author") == expected
-
-
 def test_eval_draws_average_the_logits_of_independent_sequence_draws(dblp_env):
     import torch
 
+    from brlgraph.seeding import derive_seed
     from brlgraph.sequences import hop_ordered_sequences
-    from brlgraph.train.experiment import build_task, eval_seed, load_dataset
+    from brlgraph.train.experiment import build_task, load_dataset
 
     config = build_config("DBLP", None, [*FAST, "sequences.eval_draws=3"])
     task = build_task(load_dataset(config), config)
@@ -174,8 +169,8 @@ def test_eval_draws_average_the_logits_of_independent_sequence_draws(dblp_env):
     task.model.eval()
     with torch.no_grad():
         for d in range(3):
-            seqs = hop_ordered_sequences(task.graph, task.rows["val"] + offset, config.sequences.length,
-                                         max_hops=config.sequences.max_hops, seed=eval_seed(config.seed, d))
+            seqs = hop_ordered_sequences(task.graph, task.rows["val"] + offset, config.sequences.seq_len,
+                                         max_hops=config.sequences.max_hops, seed=derive_seed(config.seed, "eval_draw", d))
             expected.append(task.model(task.graph, seqs))
     torch.testing.assert_close(task.logits("val"), torch.stack(expected).mean(0), rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="eval_draws"):
@@ -185,79 +180,19 @@ def test_eval_draws_average_the_logits_of_independent_sequence_draws(dblp_env):
         build_task(load_dataset(config), config)
 
 
-def test_label_balance_weights_the_training_loss_by_the_training_labels(dblp_env):
-    import torch
-
-    from brlgraph.train.experiment import build_task, load_dataset
-    from brlgraph.train.metrics import class_weights
-
-    config = build_config("DBLP", None, [*FAST, "train.label_balance=1.0"])
-    task = build_task(load_dataset(config), config)
-    y = task.y["train"]
-    torch.testing.assert_close(task.weight, class_weights(y, int(y.max()) + 1))
-    assert task.weight.min() < 0.99 < 1.01 < task.weight.max()  # DBLP's classes are not balanced
-    seqs, target, table, pair = next(iter(task.train_batches(0)))
-    assert table is None and pair is None  # no label inputs, no consistency views
-    task.model.eval()
-    logits = task.model(task.graph, seqs)
-    torch.testing.assert_close(task.loss((seqs, target, None, None)),
-                               torch.nn.functional.cross_entropy(logits, target, weight=task.weight))
-    plain = build_config("DBLP", None, FAST)
-    assert build_task(load_dataset(plain), plain).weight is None
-
-
 def test_positive_weight_scales_bce_pos_weight_and_is_refused_for_single_label_data():
     import torch
 
     from brlgraph.train.experiment import train_weights
-    from brlgraph.train.metrics import class_weights
 
-    y = torch.tensor([[1, 0, 1], [0, 0, 1], [0, 1, 1], [0, 0, 0]])
-    config = build_config("IMDB", None, ["train.positive_weight=2.0", "train.label_balance=0.0"])
-    torch.testing.assert_close(train_weights(config, y, 3, multi_label=True), torch.full((3,), 2.0))
-    config.train.label_balance = 0.5
-    torch.testing.assert_close(train_weights(config, y, 3, multi_label=True),
-                               2.0 * class_weights(y, 3, multi_label=True, power=0.5))
-    config.train.positive_weight, config.train.label_balance = 1.0, 0.0
-    assert train_weights(config, y, 3, multi_label=True) is None
-    dblp = build_config("DBLP", None, ["train.positive_weight=1.5"])
+    config = build_config("IMDB", None, ["train.positive_weight=2.0"])
+    torch.testing.assert_close(train_weights(config, 3, "cpu"), torch.full((3,), 2.0))
+    config.train.positive_weight = 1.0
+    assert train_weights(config, 3, "cpu") is None
     with pytest.raises(ConfigError, match="positive_weight.*multi-label"):
-        train_weights(dblp, torch.tensor([0, 1, 1]), 2)
+        build_config("DBLP", None, ["train.positive_weight=1.5"])
     with pytest.raises(ConfigError, match=r"train\.positive_weight.*> 0"):
         build_config("IMDB", None, ["train.positive_weight=0"])
-
-
-def test_label_inputs_never_show_the_labels_a_step_learns_from(dblp_env):
-    import torch
-
-    from brlgraph.train.experiment import build_task, load_dataset
-
-    config = build_config("DBLP", None, [*FAST, "model.label_inputs=0.6"])
-    task = build_task(load_dataset(config), config)
-    train, n = task.label_nodes, task.graph.num_nodes
-    onehot = torch.nn.functional.one_hot(task.y["train"], task.model.head.out_features).float()
-    outside = torch.ones(n, dtype=torch.bool)
-    outside[train] = False  # validation, test and other node types
-    batches = list(task.train_batches(0))
-    assert len(batches) == task.steps_per_epoch()
-    for seqs, y, table, _ in batches:
-        targets = seqs.ids[:, 0]
-        assert table[targets].abs().sum() == 0  # the batch's own labels are hidden
-        assert table[outside].abs().sum() == 0  # no validation or test label, ever
-        shown = table[train].sum(1) > 0
-        torch.testing.assert_close(table[train][shown], onehot[shown])
-        others = ~torch.isin(train, targets)
-        assert not (shown & ~others).any()
-        assert 0.5 < shown[others].float().mean() < 0.7  # about p of the other training nodes
-        loss = task.loss((seqs, y, table, None))
-        assert torch.isfinite(loss)
-    # the draws depend only on (seed, epoch): a resumed run sees the same ones
-    for (_, _, a, _), (_, _, b, _) in zip(batches, task.train_batches(0), strict=True):
-        assert torch.equal(a, b)
-    assert not torch.equal(batches[0][2], next(iter(task.train_batches(1)))[2])
-    # evaluation shows every training label and nothing else
-    torch.testing.assert_close(task.eval_labels[train], onehot)
-    assert task.eval_labels[outside].abs().sum() == 0
 
 
 def _random_split_graph(n: int, num_classes: int, seed: int):
@@ -272,98 +207,27 @@ def _random_split_graph(n: int, num_classes: int, seed: int):
                 train_mask=split == 0, val_mask=split == 1, test_mask=split == 2)
 
 
-def test_label_inputs_of_the_one_sequence_task(tmp_path):
-    import torch
-
-    from brlgraph.train.experiment import GraphSequenceTask
-
-    n = 80
-    data = _random_split_graph(n, num_classes=4, seed=0)
-    config = build_config("20News", None, ["model.label_inputs=0.5", "model.hidden=16", "model.heads=2",
-                                           "model.layers=1", "model.reservoir=4", "model.window=4"])
-    task = GraphSequenceTask(data, config)
-    train = task.rows["train"]
-    (rows, table, order), = task.train_batches(0)
-    assert torch.equal(order.sort().values, torch.arange(n))  # 20News trains on a fresh order per epoch
-    shown = table[train].sum(1) > 0
-    assert torch.equal(torch.sort(torch.cat([rows, train[shown]])).values, train)  # loss xor shown
-    assert table[rows].abs().sum() == 0 and table[~data.train_mask].abs().sum() == 0
-    assert 0 < len(rows) < len(train)
-    assert torch.isfinite(task.loss((rows, table, order)))
-    assert torch.equal(task.eval_labels[train].argmax(1), data.y[train])
-    assert task.logits("val").shape == (int(data.val_mask.sum()), 4)
-    with pytest.raises(ConfigError, match=r"label_inputs.*< 1"):
-        build_config("20News", None, ["model.label_inputs=1.0"])
-
-
 def test_one_sequence_task_resamples_and_averages_node_orders():
     import torch
 
+    from brlgraph.seeding import derive_seed
     from brlgraph.sequences import node_order
-    from brlgraph.train.experiment import GraphSequenceTask, eval_seed
+    from brlgraph.train.experiment import GraphSequenceTask
 
     data = _random_split_graph(70, num_classes=3, seed=1)
-    config = build_config("20News", None, ["sequences.resample=true", "sequences.eval_draws=3", "model.hidden=16",
-                                           "model.heads=2", "model.reservoir=4", "model.window=2", "seed=4"])
+    config = build_config("20News", None, ["sequences.resample=true", "sequences.eval_draws=3", "model.hidden_channels=16",
+                                           "model.heads=2", "model.reservoir_size=4", "model.window=2", "seed=4"])
     task = GraphSequenceTask(data, config)
-    (_, _, first), = task.train_batches(0)
-    (_, _, again), = task.train_batches(0)
-    (_, _, later), = task.train_batches(1)
+    (_, first), = task.train_batches(0)
+    (_, again), = task.train_batches(0)
+    (_, later), = task.train_batches(1)
     assert torch.equal(first, again) and not torch.equal(first, later)  # per (seed, epoch): resumable
-    assert torch.equal(first, node_order(task.graph, "rcm", seed=4 * 100_003))
+    assert torch.equal(first, node_order(task.graph, "rcm", seed=derive_seed(4, "batches", 0)))
     model = task.model.eval()
     with torch.no_grad():
-        orders = [None, *(node_order(task.graph, "rcm", seed=eval_seed(4, d)) for d in (1, 2))]
+        orders = [None, *(node_order(task.graph, "rcm", seed=derive_seed(4, "eval_draw", d)) for d in (1, 2))]
         expected = torch.stack([model(task.graph, order=o)[task.rows["val"]] for o in orders]).mean(0)
     torch.testing.assert_close(task.logits("val"), expected)
-
-
-def test_exclude_types_keeps_a_node_type_out_of_the_contexts(dblp_env):
-    import torch
-
-    from brlgraph.train.experiment import build_task, load_dataset
-
-    config = build_config("DBLP", None, [*FAST, "sequences.exclude_types=term, venue"])
-    task = build_task(load_dataset(config), config)
-    skipped = [task.graph.node_types.index(t) for t in ("term", "venue")]
-    seqs = [task.sampler(0), *task.eval_seqs["val"], *task.eval_seqs["test"]]
-    for s in seqs:
-        assert not torch.isin(s.node_types[s.mask], torch.tensor(skipped)).any()
-        assert (s.hops.max() >= 2)  # author - paper - author paths remain
-    assert task.model.gnn is not None and task.graph.num_edges > task.sampler.graph.num_edges  # the GNN sees all
-    for bad, message in [("sequences.exclude_types=tag", r"exclude_types.*unknown node types \['tag'\]"),
-                         ("sequences.exclude_types=author", r"exclude_types names the target type 'author'")]:
-        cfg = build_config("DBLP", None, [*FAST, bad])
-        with pytest.raises(ConfigError, match=message):
-            build_task(load_dataset(cfg), cfg)
-    with pytest.raises(ConfigError, match=r"exclude_types.*20News"):
-        build_config("20News", None, ["sequences.exclude_types=term"])
-
-
-def test_consistency_views_are_unlabelled_targets_seen_twice(dblp_env):
-    import torch
-
-    from brlgraph.train.experiment import build_task, load_dataset
-    from brlgraph.train.metrics import classification_loss, consistency_loss
-
-    config = build_config("DBLP", None, [*FAST, "train.consistency=2.0", "train.consistency_temperature=0.5"])
-    task = build_task(load_dataset(config), config)
-    train = set(task.label_nodes.tolist())
-    batches = list(task.train_batches(0))
-    for seqs, _, _, (a, b) in batches:
-        assert len(a) == len(b) == len(seqs)
-        assert torch.equal(a.targets, b.targets)  # the same nodes ...
-        assert not train & set(a.targets.tolist())  # ... none with a training label
-        assert not torch.equal(a.ids, b.ids)  # ... with two different context draws
-    seqs, y, table, pair = batches[0]
-    model = task.model.eval()  # no dropout: the loss can be recomputed by hand
-    with torch.no_grad():
-        h = model.node_states(task.graph)
-        expected = classification_loss(model(task.graph, seqs, node_states=h), y) + 2.0 * consistency_loss(
-            [model(task.graph, view, node_states=h) for view in pair], temperature=0.5)
-        torch.testing.assert_close(task.loss(batches[0]), expected)
-    with pytest.raises(ConfigError, match=r"consistency.*20News"):
-        build_config("20News", None, ["train.consistency=1.0"])
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")

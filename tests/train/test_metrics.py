@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from brlgraph.train.metrics import (
-    class_weights,
     classification_loss,
     classification_metrics,
     ensemble_logits,
@@ -48,18 +47,6 @@ def test_accuracy_and_losses():
     assert bce.item() > 0
 
 
-def test_class_weights_by_hand():
-    # multi-label: label 0 in 1 of 4 rows (3 negatives), label 1 in 2 of 4, label 2 never
-    y = torch.tensor([[1, 1, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0]])
-    torch.testing.assert_close(class_weights(y, 3, multi_label=True), torch.tensor([3.0, 1.0, 1.0]))
-    torch.testing.assert_close(class_weights(y, 3, multi_label=True, power=0.5),
-                               torch.tensor([3.0 ** 0.5, 1.0, 1.0]))
-    # single-label: counts 3, 1, 0 of N = 4 -> 4 / (3 * count); the empty class gets 1
-    torch.testing.assert_close(class_weights(torch.tensor([0, 0, 0, 1]), 3),
-                               torch.tensor([4 / 9, 4 / 3, 1.0]))
-    assert torch.equal(class_weights(torch.tensor([0, 1, 1]), 2, power=0.0), torch.ones(2))
-
-
 def test_weighted_losses_match_torch():
     logits = torch.tensor([[1.0, -2.0], [0.5, 0.3], [-1.0, 2.0]])
     y = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
@@ -71,32 +58,6 @@ def test_weighted_losses_match_torch():
     yc = torch.tensor([0, 1, 1])
     torch.testing.assert_close(classification_loss(logits, yc, weight=w),
                                torch.nn.functional.cross_entropy(logits, yc, weight=w))
-
-
-def test_consistency_loss_pulls_views_to_their_sharpened_mean():
-    import torch
-
-    from brlgraph.train.metrics import consistency_loss
-
-    a = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    b = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    pa, pb = a.softmax(-1), b.softmax(-1)
-    mean = (pa + pb) / 2
-    sharp = mean**2 / (mean**2).sum(-1, keepdim=True)  # temperature 0.5
-    expected = (((pa - sharp) ** 2).sum(-1).mean() + ((pb - sharp) ** 2).sum(-1).mean()) / 2
-    torch.testing.assert_close(consistency_loss([a, b], temperature=0.5), expected)
-    # multi-label: per-class Bernoulli sharpening
-    qa, qb = torch.sigmoid(a), torch.sigmoid(b)
-    m = (qa + qb) / 2
-    sm = m**2 / (m**2 + (1 - m) ** 2)
-    expected = (((qa - sm) ** 2).sum(-1).mean() + ((qb - sm) ** 2).sum(-1).mean()) / 2
-    torch.testing.assert_close(consistency_loss([a, b], multi_label=True, temperature=0.5), expected)
-    # the target is fixed: gradients flow only through each view's own prediction
-    x = a.clone().requires_grad_(True)
-    consistency_loss([x, x.detach()], temperature=1.0).backward()
-    assert torch.allclose(x.grad, torch.zeros_like(x.grad), atol=1e-7)  # equal views at T = 1: nothing to learn
-    with pytest.raises(ValueError, match="two views"):
-        consistency_loss([a])
 
 
 def test_ensemble_logits_are_the_members_mean_probability():

@@ -66,14 +66,14 @@ class BRLAttention(nn.Module):
         dim: model width (``heads * d_h``).
         heads: number of heads.
         window: ``w``.
-        num_compressed: ``m``, reservoir tokens.
+        reservoir_size: ``m``, reservoir tokens.
         causal: causal form.
         window_mode: ``"sliding"`` (default) or ``"block"``.
         reservoir_weight: ``lambda_0`` in (0, 1) when learned; ``lambda = sigmoid(theta)``
             with ``theta`` initialised to ``logit(lambda_0)``. Fixed (not learned) when
             ``learn_reservoir_weight=False``; then 0 and 1 are allowed.
         learn_reservoir_weight: learn ``theta`` per head.
-        compressed_dim: ``d_c``, width of the reservoir stream (default ``dim``).
+        reservoir_dim: ``d_c``, width of the reservoir stream (default ``dim``).
         dropout: dropout on the mixed head outputs before ``W_O`` (the fused operator
             never forms the attention probabilities, so there is no dropout on them).
         block_size: causal reservoir block ``b`` (default ``w``).
@@ -96,12 +96,12 @@ class BRLAttention(nn.Module):
         dim: int,
         heads: int = 8,
         window: int = 128,
-        num_compressed: int = 64,
+        reservoir_size: int = 64,
         causal: bool = False,
         window_mode: str = "sliding",
         reservoir_weight: float = 0.5,
         learn_reservoir_weight: bool = True,
-        compressed_dim: int | None = None,
+        reservoir_dim: int | None = None,
         dropout: float = 0.0,
         block_size: int | None = None,
     ):
@@ -109,8 +109,8 @@ class BRLAttention(nn.Module):
         self.head_dim = check_sizes(dim, heads)
         if window < 1:
             raise ConfigError(f"window={window} must be >= 1")
-        if num_compressed < 1:
-            raise ConfigError(f"num_compressed={num_compressed} must be >= 1")
+        if reservoir_size < 1:
+            raise ConfigError(f"reservoir_size={reservoir_size} must be >= 1")
         if window_mode not in ("sliding", "block"):
             raise ConfigError(f"window_mode={window_mode!r} must be 'sliding' or 'block'")
         lo_ok = 0.0 < reservoir_weight < 1.0
@@ -121,17 +121,17 @@ class BRLAttention(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout={dropout} must be in [0, 1)")
         self.dim, self.heads, self.window = dim, heads, window
-        self.num_compressed = num_compressed
-        self.compressed_dim = compressed_dim or dim
+        self.reservoir_size = reservoir_size
+        self.reservoir_dim = reservoir_dim or dim
         self.causal, self.window_mode, self.block_size = causal, window_mode, block_size
         self.reservoir_weight = reservoir_weight
         self.learn_reservoir_weight = learn_reservoir_weight
 
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.reservoir_qk = nn.Linear(self.compressed_dim, 2 * dim, bias=False)  # W_R, W_Kc
+        self.reservoir_qk = nn.Linear(self.reservoir_dim, 2 * dim, bias=False)  # W_R, W_Kc
         self.out = nn.Linear(dim, dim)  # W_O
-        self.reservoir_out = nn.Linear(dim, self.compressed_dim)  # W_Oc
-        self.embedding = nn.Embedding(num_compressed, self.compressed_dim)  # E
+        self.reservoir_out = nn.Linear(dim, self.reservoir_dim)  # W_Oc
+        self.embedding = nn.Embedding(reservoir_size, self.reservoir_dim)  # E
         self.g_q = nn.Parameter(torch.empty(heads))
         self.g_k1 = nn.Parameter(torch.empty(heads))
         self.g_k2 = nn.Parameter(torch.empty(heads))
@@ -224,4 +224,4 @@ class BRLAttention(nn.Module):
                 ("causal", self.causal, False), ("window_mode", self.window_mode, "sliding"))
             if v != d)
         return (f"{self.__class__.__name__}({self.dim}, heads={self.heads}, "
-                f"window={self.window}, num_compressed={self.num_compressed}{extra})")
+                f"window={self.window}, reservoir_size={self.reservoir_size}{extra})")

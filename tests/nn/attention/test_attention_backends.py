@@ -9,7 +9,7 @@ from brlgraph.errors import ConfigError
 from brlgraph.nn import ATTENTION_BACKENDS, make_attention
 
 OPTIONS = {
-    "brl": dict(window=4, num_compressed=3),
+    "brl": dict(window=4, reservoir_size=3),
     "local": dict(window=4),
     "linformer": dict(proj_dim=8, max_len=32),
     "performer": dict(num_features=16),
@@ -124,5 +124,5 @@ def test_factory_errors_name_the_problem():
         make_attention("full", 32, 4, window=8)
     with pytest.raises(ConfigError, match="heads"):
         make_attention("performer", 30, 4)
-    with pytest.raises(ConfigError, match="num_compressed"):
-        make_attention("brl", 32, 4, num_compressed=0)
+    with pytest.raises(ConfigError, match="reservoir_size"):
+        make_attention("brl", 32, 4, reservoir_size=0)

@@ -13,7 +13,7 @@ from brlgraph.nn.attention import LocalWindowAttention
 
 
 def test_shapes_and_reservoir_stream():
-    attn = BRLAttention(32, heads=4, window=4, num_compressed=6, compressed_dim=12)
+    attn = BRLAttention(32, heads=4, window=4, reservoir_size=6, reservoir_dim=12)
     x = torch.randn(3, 19, 32)
     mask = torch.rand(3, 19) > 0.2
     mask[:, 0] = True
@@ -37,8 +37,8 @@ def test_shapes_and_reservoir_stream():
 
 
 def test_repr():
-    assert repr(BRLAttention(64, heads=8, window=128, num_compressed=64)) == (
-        "BRLAttention(64, heads=8, window=128, num_compressed=64)")
+    assert repr(BRLAttention(64, heads=8, window=128, reservoir_size=64)) == (
+        "BRLAttention(64, heads=8, window=128, reservoir_size=64)")
     assert repr(BRLAttention(64, causal=True)).endswith("causal=True)")
 
 
@@ -74,7 +74,7 @@ def test_bad_options():
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_zero_fixed_weight_equals_local_module(causal):
-    brl = BRLAttention(32, heads=4, window=4, num_compressed=3, causal=causal,
+    brl = BRLAttention(32, heads=4, window=4, reservoir_size=3, causal=causal,
                        reservoir_weight=0.0, learn_reservoir_weight=False)
     local = LocalWindowAttention(32, heads=4, window=4, causal=causal)
     local.qkv.load_state_dict(brl.qkv.state_dict())
@@ -87,7 +87,7 @@ def test_zero_fixed_weight_equals_local_module(causal):
 
 @pytest.mark.parametrize("window_mode", ["sliding", "block"])
 def test_causal_module_and_streaming(window_mode):
-    attn = BRLAttention(32, heads=4, window=4, num_compressed=3, causal=True,
+    attn = BRLAttention(32, heads=4, window=4, reservoir_size=3, causal=True,
                         window_mode=window_mode).double()
     x = torch.randn(2, 30, 32, dtype=torch.float64)
     mask = torch.rand(2, 30) > 0.2

@@ -169,25 +169,6 @@ class GraphView:
     def degree(self) -> np.ndarray:
         return np.diff(self.indptr)
 
-    def without_edges_of(self, node_types: list[str] | tuple[str, ...]) -> GraphView:
-        """The same nodes (same global ids, types and features) without the edges
-        that touch a node of ``node_types``: those nodes become isolated, so hop
-        distances and sequences built on the result go around them. Edge types
-        (``relations``) touching them are dropped too."""
-        unknown = sorted(set(node_types) - set(self.node_types))
-        if unknown:
-            raise DataError(f"unknown node types {unknown}; the graph has {self.node_types}")
-        gone = torch.isin(self.node_type, torch.tensor([self.node_types.index(t) for t in node_types],
-                                                       dtype=torch.long)).numpy()
-        row = self.edge_index[0].numpy()
-        keep = ~(gone[row] | gone[self.indices])
-        counts = np.bincount(row[keep], minlength=self.num_nodes)
-        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        names = set(node_types)
-        relations = [r for r in self.relations if r.edge_type[0] not in names and r.edge_type[2] not in names]
-        return GraphView(self.num_nodes, indptr, self.indices[keep], self.node_type, self.node_types,
-                         self.offsets, self.num_nodes_dict, self.x_dict, relations)
-
 
 def _symmetric_csr(row: np.ndarray, col: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """CSR of the undirected graph with edges (row, col): both directions, no loops, no repeats."""
