@@ -95,7 +95,7 @@ def canonical(variant: Variant) -> Variant:
 
     if not variant.name.startswith("brl m="):
         return variant
-    shipped = getattr(default_config(variant.dataset).model, common.config_key("reservoir").split(".")[1])
+    shipped = common.config_value(default_config(variant.dataset), "reservoir")
     if int(variant.name.split("=")[1]) == shipped:
         return Variant(variant.dataset, "brl", ("model.attention=brl",), variant.group)
     return variant

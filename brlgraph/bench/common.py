@@ -37,14 +37,14 @@ from brlgraph.train.runner import write_table as _write_table
 #: benchmarks read every such name from here.
 RENAMED: dict[str, str] = {
     # BRLFormer / BRLGraphSequenceModel keyword arguments
-    "model.hidden_kwarg": "hidden",
-    "model.reservoir_kwarg": "reservoir",
+    "model.hidden_kwarg": "hidden_channels",
+    "model.reservoir_kwarg": "reservoir_size",
     # BRLConv / BRLAttention keyword argument of the reservoir size
-    "conv.reservoir_kwarg": "num_compressed",
+    "conv.reservoir_kwarg": "reservoir_size",
     # config keys (``--set`` style)
-    "config.hidden": "model.hidden",
-    "config.reservoir": "model.reservoir",
-    "config.seq_len": "sequences.length",
+    "config.hidden": "model.hidden_channels",
+    "config.reservoir": "model.reservoir_size",
+    "config.seq_len": "sequences.seq_len",
 }
 
 
@@ -58,11 +58,26 @@ def config_key(name: str) -> str:
     return RENAMED[f"config.{name}"]
 
 
+def config_value(config, name: str) -> Any:
+    """The value of ``hidden``, ``reservoir`` or ``seq_len`` in a ``Config``."""
+    section, key = config_key(name).split(".")
+    return getattr(getattr(config, section), key)
+
+
 def graph_view_class():
     """``GraphView`` (imported from where this version of brlgraph keeps it)."""
-    from brlgraph.sequences import GraphView
+    from brlgraph.graph import GraphView
 
     return GraphView
+
+
+def block_options(attention: str, window: int, reservoir: int,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Options of ``make_attention(attention, ...)`` for a block with this window and
+    reservoir size (those the backend takes)."""
+    from brlgraph.nn.brlformer import backend_options
+
+    return backend_options(attention, window, reservoir, extra)
 
 
 # ----------------------------------------------------------------------------- results

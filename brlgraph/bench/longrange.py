@@ -89,11 +89,11 @@ class LongRangeModel(nn.Module):
                  heads: int = 4, window: int = 16, reservoir: int = 8,
                  attention_options: dict[str, Any] | None = None) -> None:
         super().__init__()
-        from brlgraph.nn.brlformer import BRLBlock, BRLBlocks, backend_options
+        from brlgraph.nn.brlformer import BRLBlock, BRLBlocks
 
         self.symbols = nn.Embedding(vocab + 1, hidden)
         self.marks = nn.Embedding(3, hidden)
-        opts = backend_options(attention, window, reservoir, 0.0, attention_options)
+        opts = common.block_options(attention, window, reservoir, attention_options)
         self.blocks = BRLBlocks(BRLBlock(hidden, heads, attention, 2, 0.0, opts) for _ in range(layers))
         self.norm = nn.LayerNorm(hidden)
         self.head = nn.Linear(hidden, classes)

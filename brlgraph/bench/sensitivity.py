@@ -194,7 +194,7 @@ def dblp_cell(model: str, budget: SensitivityBudget, seed: int, workdir: Path, p
     if model == "gcn":
         sens[:] = _whole_graph_sensitivity_dblp(former, graph, targets)
     else:
-        seqs = hop_ordered_sequences(graph, torch.from_numpy(targets), config.sequences.length,
+        seqs = hop_ordered_sequences(graph, torch.from_numpy(targets), common.config_value(config, "seq_len"),
                                      max_hops=config.sequences.max_hops, seed=seed)
         per_token = sequence_sensitivity(former, graph, seqs).numpy()
         for row in range(len(targets)):

@@ -33,9 +33,10 @@ def test_long_variants_set_the_sequence_length_and_reservoir_variants_the_size()
 
 
 def test_a_reservoir_variant_at_the_shipped_size_is_the_brl_cell():
-    v = ab.Variant("20News", "brl m=64", ("model.attention=brl", "model.reservoir=64"), "reservoir")
+    size = common.config_key("reservoir")
+    v = ab.Variant("20News", "brl m=64", ("model.attention=brl", f"{size}=64"), "reservoir")
     assert ab.canonical(v).name == "brl"  # 20News ships m = 64
-    v = ab.Variant("DBLP", "brl m=64", ("model.attention=brl", "model.reservoir=64"), "reservoir")
+    v = ab.Variant("DBLP", "brl m=64", ("model.attention=brl", f"{size}=64"), "reservoir")
     assert ab.canonical(v).name == "brl m=64"
 
 
