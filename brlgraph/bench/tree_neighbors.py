@@ -31,8 +31,9 @@ Models (same width and training budget for all):
 
 Training as in the paper: Adam at lr 1e-3, learning rate halved when the training
 accuracy stops improving (``ReduceLROnPlateau``), stopped early on training accuracy
-(or at 1.0); training accuracy is the running accuracy of the epoch, test accuracy
-is measured after each epoch, both reported at the epoch of best training accuracy.
+(or at 1.0), all counted in rounds of at least 100 steps (the paper's evaluations);
+training accuracy is the running accuracy of a round's passes, test accuracy is
+measured after each round, both reported at the round of best training accuracy.
 """
 
 from __future__ import annotations
@@ -329,17 +330,24 @@ class TreeSequenceModel(nn.Module):
 class TreeBudget:
     """Width and training budget, the same for every model of a depth.
 
-    ``batch_size`` and ``max_epochs`` per depth (the last entry repeats for deeper
-    trees); an epoch is one pass over the training examples.
+    Training runs in rounds (the paper's "evaluations"): a round is the fewest whole
+    epochs that make at least ``round_steps`` optimiser steps. After each round the
+    training accuracy of the round and the test accuracy are recorded, the learning
+    rate is halved after ``plateau_patience`` rounds without a better training
+    accuracy, and training stops after ``patience`` such rounds, at training accuracy
+    1.0, or once ``max_steps`` steps are done. Per-depth fields map a depth to a value
+    (the entry of the largest depth <= r applies).
     """
 
     hidden: int = 32
-    max_epochs: dict[int, int] = field(default_factory=lambda: {2: 300, 3: 100, 4: 60, 5: 40, 6: 40, 7: 40, 8: 40})
-    batch_size: dict[int, int] = field(default_factory=lambda: {2: 16, 3: 64, 4: 256, 5: 256, 6: 256, 7: 256, 8: 256})
+    max_steps: dict[int, int] = field(default_factory=lambda: {2: 5000, 3: 10000, 4: 4000})
+    batch_size: dict[int, int] = field(default_factory=lambda: {2: 16, 3: 64, 4: 256})
     lr: float = 1e-3
-    #: epochs without a better training accuracy before stopping (paper: 20 evaluations)
+    #: optimiser steps per round at least (the paper evaluates every 100 epochs)
+    round_steps: int = 100
+    #: rounds without a better training accuracy before stopping (paper: 20 evaluations)
     patience: int = 20
-    #: epochs of ReduceLROnPlateau (halving) on the training accuracy (paper: 10 evaluations)
+    #: rounds of ReduceLROnPlateau (halving) on the training accuracy (paper: 10 evaluations)
     plateau_patience: int = 10
     #: examples per depth at most (the paper's 32,000; fewer at r = 7, 8 keep them affordable)
     max_examples: dict[int, int] = field(default_factory=lambda: {2: 32000, 7: 16000, 8: 8192})
@@ -412,18 +420,22 @@ class _Batcher:
 def train_tree_cell(data: TreeNeighborsMatch, name: str, budget: TreeBudget, seed: int = 0,
                     progress: bool = True, checkpoint: Path | None = None,
                     deadline: common.Deadline | None = None) -> dict[str, Any]:
-    """Train model ``name`` on ``data`` under ``budget``; the record of the cell.
+    """Train model ``name`` on ``data`` under ``budget`` (see :class:`TreeBudget`); the
+    record of the cell.
 
-    The record holds the best training accuracy, the test accuracy at that epoch, the
-    epochs run, the seconds and the number of parameters. With ``checkpoint`` the state
-    is saved after every epoch and a run that finds one continues from it; when
-    ``deadline`` has passed after an epoch, :class:`~brlgraph.bench.common.TimeLimitReached`
-    is raised (the checkpoint then holds the epoch).
+    The record holds the best round's training accuracy and the test accuracy after
+    that round, the rounds, epochs and steps run, the seconds and the number of
+    parameters. With ``checkpoint`` the state is saved after every round and a run that
+    finds one continues from it; when ``deadline`` has passed after a round,
+    :class:`~brlgraph.bench.common.TimeLimitReached` is raised (the checkpoint then
+    holds the round).
     """
     torch.manual_seed(seed)
     r = data.depth
     batch_size = budget.per_depth(budget.batch_size, r)
-    max_epochs = budget.per_depth(budget.max_epochs, r)
+    max_steps = budget.per_depth(budget.max_steps, r)
+    steps_per_epoch = math.ceil(len(data.train) / batch_size)
+    epochs_per_round = math.ceil(budget.round_steps / steps_per_epoch)
     batcher = _Batcher(data, name, seed)
     model = build_model(name, data, budget)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -432,8 +444,9 @@ def train_tree_cell(data: TreeNeighborsMatch, name: str, budget: TreeBudget, see
         optimizer, mode="max", factor=0.5, patience=budget.plateau_patience, threshold=1e-4,
         threshold_mode="abs")
     gen = torch.Generator().manual_seed(seed)
-    state: dict[str, Any] = {"best": {"train_acc": -1.0, "test_acc": float("nan"), "epoch": 0},
-                             "since": 0, "epoch": 0, "seconds": 0.0, "history": [], "done": False}
+    state: dict[str, Any] = {"best": {"train_acc": -1.0, "test_acc": float("nan"), "round": 0},
+                             "since": 0, "round": 0, "steps": 0, "seconds": 0.0, "history": [],
+                             "done": False}
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
         if saved["budget"] != budget.at(r) or saved["examples"] != len(data):
@@ -444,35 +457,40 @@ def train_tree_cell(data: TreeNeighborsMatch, name: str, budget: TreeBudget, see
         plateau.load_state_dict(saved["plateau"])
         gen.set_state(saved["generator"])
         state = saved["state"]
-    bar = common.progress(range(state["epoch"], max_epochs), max_epochs - state["epoch"], f"{name} r={r}",
-                          progress)
-    for epoch in bar:
+    rounds = math.ceil(max_steps / (epochs_per_round * steps_per_epoch))
+    bar = common.progress(range(state["round"], rounds), rounds - state["round"], f"{name} r={r}", progress)
+    for _ in bar:
         if state["done"]:
             break
         t0 = time.perf_counter()
         model.train()
-        perm = data.train[torch.randperm(len(data.train), generator=gen).numpy()]
-        correct = 0
-        for start in range(0, len(perm), batch_size):
-            rows = perm[start:start + batch_size]
-            logits = batcher.logits(model, rows)
-            y = batcher.y[rows]
-            loss = nn.functional.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            correct += int((logits.argmax(-1) == y).sum())
-        train_acc = correct / len(perm)
+        correct = seen = 0
+        for _epoch in range(epochs_per_round):
+            perm = data.train[torch.randperm(len(data.train), generator=gen).numpy()]
+            for start in range(0, len(perm), batch_size):
+                rows = perm[start:start + batch_size]
+                logits = batcher.logits(model, rows)
+                y = batcher.y[rows]
+                loss = nn.functional.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                correct += int((logits.argmax(-1) == y).sum())
+                seen += len(rows)
+                state["steps"] += 1
+        train_acc = correct / seen
         test_acc = evaluate(model, batcher, data.test, batch_size)
         plateau.step(train_acc)
+        state["round"] += 1
         state["history"].append((round(train_acc, 4), round(test_acc, 4)))
         if train_acc > state["best"]["train_acc"] + 1e-4:
-            state["best"], state["since"] = {"train_acc": train_acc, "test_acc": test_acc, "epoch": epoch + 1}, 0
+            state["best"] = {"train_acc": train_acc, "test_acc": test_acc, "round": state["round"]}
+            state["since"] = 0
         else:
             state["since"] += 1
-        state["epoch"] = epoch + 1
         state["seconds"] += time.perf_counter() - t0
-        state["done"] = train_acc >= 1.0 or state["since"] >= budget.patience
+        state["done"] = (train_acc >= 1.0 or state["since"] >= budget.patience
+                         or state["steps"] >= max_steps)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(train=f"{train_acc:.3f}", test=f"{test_acc:.3f}")
         if checkpoint is not None:
@@ -480,13 +498,14 @@ def train_tree_cell(data: TreeNeighborsMatch, name: str, budget: TreeBudget, see
                                "plateau": plateau.state_dict(), "generator": gen.get_state(),
                                "state": state, "budget": budget.at(r), "examples": len(data)},
                               checkpoint)
-        if deadline is not None and not state["done"] and state["epoch"] < max_epochs:
+        if deadline is not None and not state["done"]:
             deadline.check()
     best = state["best"]
     return {"model": name, "depth": r, "seed": seed, "train_acc": best["train_acc"],
-            "test_acc": best["test_acc"], "best_epoch": best["epoch"], "epochs": state["epoch"],
-            "seconds": round(state["seconds"], 1), "examples": len(data), "train_examples": len(data.train),
-            "batch_size": batch_size, "max_epochs": max_epochs,
+            "test_acc": best["test_acc"], "best_round": best["round"], "rounds": state["round"],
+            "epochs": state["round"] * epochs_per_round, "steps": state["steps"],
+            "seconds": round(state["seconds"], 1), "examples": len(data),
+            "train_examples": len(data.train), "batch_size": batch_size, "max_steps": max_steps,
             "parameters": sum(p.numel() for p in params), "history": state["history"]}
 
 
@@ -503,7 +522,7 @@ def evaluate(model: nn.Module, batcher: _Batcher, rows: np.ndarray, batch_size: 
 # ----------------------------------------------------------------------------- the probe
 def probe_cell(data: TreeNeighborsMatch, budget: TreeBudget, seed: int, checkpoint: Path) -> dict[str, float]:
     """:func:`reservoir_probe` of the ``brl`` model saved in ``checkpoint`` (its last
-    epoch), on the test examples."""
+    round), on the test examples."""
     batcher = _Batcher(data, "brl", seed)
     model = build_model("brl", data, budget)
     model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
@@ -635,7 +654,7 @@ def run_tree_neighbors(out: str | Path, models: Sequence[str] = TREE_MODELS,
                     record["budget"] = budget.at(r)
                     store.add(record)
                     log(f"tree r={r} {m} seed {seed}: train {record['train_acc']:.3f} test "
-                        f"{record['test_acc']:.3f} ({record['epochs']} epochs, {record['seconds']:.0f} s)")
+                        f"{record['test_acc']:.3f} ({record['steps']} steps, {record['seconds']:.0f} s)")
     finally:
         frame = tree_tables(store.records(), out) if len(store) else pd.DataFrame()
         plot_tree(store.records(), out, command or "brlgraph bench tree-neighbors", log)

@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ablation: backends, hgb, long, reservoir (default: all)")
     p.add_argument("--datasets", default=None, metavar="A,B", help="ablation: only these data sets")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="change a budget field (repeatable), e.g. --set hidden=64 or --set max_epochs=7:20,8:10")
+                   help="change a budget field (repeatable), e.g. --set hidden=64 or --set max_steps=7:2000,8:1000")
     p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
                    help="stop after MIN minutes (resumable), exit status 3")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="ablation runs' device (default cpu)")

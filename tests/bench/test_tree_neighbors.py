@@ -118,7 +118,8 @@ def test_message_passing_reads_only_what_reaches_the_root():
 
 
 def _fast_budget(**kw) -> tn.TreeBudget:
-    return tn.TreeBudget(hidden=16, max_epochs={2: 3}, batch_size={2: 32}, **kw)
+    # 76 training trees in batches of 32: 3 steps an epoch, rounds of 2 epochs, 3 rounds
+    return tn.TreeBudget(hidden=16, max_steps={2: 18}, batch_size={2: 32}, round_steps=5, **kw)
 
 
 def test_training_resumes_exactly_after_a_time_limit(tmp_path):
@@ -128,9 +129,10 @@ def test_training_resumes_exactly_after_a_time_limit(tmp_path):
     with pytest.raises(common.TimeLimitReached):
         tn.train_tree_cell(data, "brl", _fast_budget(patience=50), 0, progress=False, checkpoint=ckpt,
                            deadline=common.Deadline(0.0))
-    assert torch.load(ckpt, weights_only=False)["state"]["epoch"] == 1
+    assert torch.load(ckpt, weights_only=False)["state"]["round"] == 1
     resumed = tn.train_tree_cell(data, "brl", _fast_budget(patience=50), 0, progress=False, checkpoint=ckpt)
-    assert resumed["history"] == whole["history"] and resumed["epochs"] == whole["epochs"] == 3
+    assert resumed["history"] == whole["history"] and resumed["rounds"] == whole["rounds"] == 3
+    assert whole["steps"] == 18 and whole["epochs"] == 6
     with pytest.raises(ConfigError, match="another budget"):
         tn.train_tree_cell(data, "brl", _fast_budget(patience=5), 0, progress=False, checkpoint=ckpt)
 
@@ -155,7 +157,7 @@ def test_sweep_writes_tables_and_plot_and_never_recomputes_a_cell(tmp_path, monk
 
 def test_reservoir_probe_reports_interventions_and_write_attention():
     data = tn.make_tree_neighbors_match(3, seed=0, max_examples=400)
-    budget = tn.TreeBudget(hidden=16, max_epochs={3: 1}, batch_size={3: 64})
+    budget = tn.TreeBudget(hidden=16, max_steps={3: 1}, batch_size={3: 64})
     batcher = tn._Batcher(data, "brl", 0)
     model = tn.build_model("brl", data, budget)
     probe = tn.reservoir_probe(model, data, batcher, data.test)

@@ -10,7 +10,8 @@ from brlgraph.cli.bench import TIME_LIMIT_STATUS, apply_budget, parse_range, par
 from brlgraph.cli.main import main
 from brlgraph.errors import ConfigError
 
-TREE = ["--depths", "2", "--models", "gcn,brl", "--set", "max_epochs=2:2", "--set", "hidden=8", "--quiet"]
+TREE = ["--depths", "2", "--models", "gcn,brl", "--set", "max_steps=2:10", "--set", "round_steps=5",
+        "--set", "hidden=8", "--quiet"]
 
 
 def test_tree_neighbors_command_writes_tables_and_plot(tmp_path, capsys):
@@ -21,7 +22,8 @@ def test_tree_neighbors_command_writes_tables_and_plot(tmp_path, capsys):
                  "tree_neighbors.png"):
         assert (tmp_path / name).exists()
     record = json.loads((tmp_path / "tree_neighbors.jsonl").read_text().splitlines()[0])
-    assert record["budget"]["hidden"] == 8 and record["budget"]["max_epochs"] == record["max_epochs"] == 2
+    assert record["budget"]["hidden"] == 8 and record["budget"]["max_steps"] == record["max_steps"] == 10
+    assert record["steps"] == 10
 
 
 def test_longrange_and_sensitivity_commands(tmp_path):
