@@ -17,13 +17,13 @@ from brlgraph import __version__
 from brlgraph.errors import BRLGraphError
 
 # Sub-command modules, in the order they appear in ``--help``.
-COMMANDS = ("brlgraph.cli.train", "brlgraph.cli.reproduce", "brlgraph.cli.data")
+COMMANDS = ("brlgraph.cli.train", "brlgraph.cli.reproduce", "brlgraph.cli.data", "brlgraph.cli.bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brlgraph",
-        description="BRL-Attention graph transformers: train, reproduce, and manage data.",
+        description="BRL-Attention graph transformers: train, reproduce, benchmark, and manage data.",
     )
     parser.add_argument("--version", action="version", version=f"brlgraph {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -1,0 +1,89 @@
+"""Ablation sweep: which cells exist, how they are resumed and cut, what the table says."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from brlgraph.bench import ablation as ab
+from brlgraph.bench import common
+from brlgraph.errors import ConfigError
+
+
+def test_variants_cover_the_groups_once():
+    keys = [v.key for v in ab.variants()]
+    assert len(keys) == len(set(keys))
+    assert {f"DBLP/{b}" for b in ab.ALL_BACKENDS} <= set(keys)
+    assert {f"20News/{b}" for b in ab.ALL_BACKENDS} <= set(keys)
+    assert {"ACM/brl", "ACM/full", "ACM/local", "IMDB/brl", "IMDB/full", "IMDB/local"} <= set(keys)
+    assert {"DBLP/brl S=256", "DBLP/full S=256", "DBLP/local S=256"} <= set(keys)
+    assert {"DBLP/brl m=4", "DBLP/brl m=16", "DBLP/brl m=64", "20News/brl m=4"} <= set(keys)
+    # m = 0 is BRL without its reservoir: the local backend's cell, not a cell of its own
+    assert not any("m=0" in k for k in keys)
+    with pytest.raises(ConfigError, match="unknown ablation group"):
+        ab.variants(["speed"])
+
+
+def test_long_variants_set_the_sequence_length_and_reservoir_variants_the_size():
+    long = {v.name: v for v in ab.variants(["long"])}
+    assert f"{common.config_key('seq_len')}=256" in long["brl S=256"].overrides
+    res = {v.key: v for v in ab.variants(["reservoir"])}
+    assert f"{common.config_key('reservoir')}=16" in res["DBLP/brl m=16"].overrides
+
+
+def test_a_reservoir_variant_at_the_shipped_size_is_the_brl_cell():
+    size = common.config_key("reservoir")
+    v = ab.Variant("20News", "brl m=64", ("model.attention=brl", f"{size}=64"), "reservoir")
+    assert ab.canonical(v).name == "brl"  # 20News ships m = 64
+    v = ab.Variant("DBLP", "brl m=64", ("model.attention=brl", f"{size}=64"), "reservoir")
+    assert ab.canonical(v).name == "brl m=64"
+
+
+@pytest.mark.parametrize("variant", ab.variants(), ids=lambda v: v.key)
+def test_every_variant_is_a_valid_config(variant):
+    from brlgraph.train.config import build_config
+
+    build_config(variant.dataset, None, [*variant.overrides, "train.ensemble=1", "seed=2", "data.split_seed=2"])
+
+
+def _fake_run(calls):
+    def run(fn, dataset, overrides, seed, out, device):
+        calls.append((dataset, tuple(overrides), seed))
+        score = 0.9 if "model.attention=brl" in overrides else 0.8
+        m = {"test_micro_f1": score + seed / 1000, "test_macro_f1": score, "test_accuracy": score,
+             "epochs": 10, "seconds": 20.0}
+        return {"metrics": m, "peak_rss_mib": 500.0}
+    return run
+
+
+def test_sweep_resumes_cuts_at_the_deadline_and_tabulates(tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(common, "run_isolated", _fake_run(calls))
+    lines: list[str] = []
+    with pytest.raises(common.TimeLimitReached):
+        ab.run_ablation(tmp_path, ["hgb"], [1, 2], ["ACM"], deadline=common.Deadline(0), progress=False,
+                        log=lines.append)
+    assert calls == []
+    ab.run_ablation(tmp_path, ["hgb"], [1, 2], ["ACM"], progress=False, log=lines.append, code="test")
+    assert [(c[0], c[2]) for c in calls] == [("ACM", 1), ("ACM", 2)] * 3
+    ab.run_ablation(tmp_path, ["hgb"], [1, 2, 3], ["ACM"], progress=False, log=lines.append)
+    assert len(calls) == 9  # only seed 3 of each variant was new
+    records = [json.loads(x) for x in (tmp_path / "ablation.jsonl").read_text().splitlines()]
+    assert all(r["epoch_seconds"] == 2.0 for r in records) and len(records) == 9
+    table = (tmp_path / "ablation.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| ACM / brl |"))
+    # Micro-F1 90.1, 90.2, 90.3 against local's 80.1, 80.2, 80.3
+    assert "| 1,2,3 |" in row and "90.20 ± 0.10" in row and "+10.00 (0.06 / 0.06)" in row
+    assert (tmp_path / "ablation.png").exists()
+
+
+def test_sweep_skips_a_data_set_whose_files_are_missing(tmp_path, monkeypatch):
+    def missing(*a, **k):
+        raise RuntimeError("DataError: hgb/IMDB.zip not found")
+
+    monkeypatch.setattr(common, "run_isolated", missing)
+    lines: list[str] = []
+    with pytest.raises(Exception, match="no ablation cell"):
+        ab.run_ablation(tmp_path, ["hgb"], [1], ["IMDB"], progress=False, log=lines.append)
+    assert any("skipping IMDB" in line for line in lines)

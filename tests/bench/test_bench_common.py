@@ -1,0 +1,106 @@
+"""What the benchmarks share: result files, tables, plots without matplotlib, memory, time limits."""
+
+from __future__ import annotations
+
+import builtins
+import json
+
+import pandas as pd
+import pytest
+
+from brlgraph.bench import common
+from brlgraph.errors import ConfigError
+
+
+def test_result_store_keeps_cells_across_instances_and_replaces_by_key(tmp_path):
+    path = tmp_path / "r.jsonl"
+    store = common.ResultStore(path, ("model", "seed"))
+    store.add({"model": "brl", "seed": 1, "acc": 0.5})
+    store.add({"model": "gcn", "seed": 1, "acc": 0.2})
+    store.add({"model": "brl", "seed": 1, "acc": 0.9})  # a later line wins
+    again = common.ResultStore(path, ("model", "seed"))
+    assert len(again) == 2 and again.get(model="brl", seed=1)["acc"] == 0.9
+    assert again.get(model="brl", seed=2) is None
+    assert len(path.read_text().splitlines()) == 3
+
+
+def test_result_store_names_a_broken_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"model": "a", "seed": 0}) + "\n{not json\n")
+    with pytest.raises(ConfigError, match="line 2"):
+        common.ResultStore(path, ("model", "seed"))
+
+
+def test_tables_are_markdown_and_csv(tmp_path):
+    frame = pd.DataFrame({"r=2": ["1.00"], "r=3": ["0.50 ± 0.01"]}, index=pd.Index(["gcn"], name="model"))
+    common.write_table(tmp_path, "t", frame)
+    assert (tmp_path / "t.md").read_text().splitlines() == ["| model | r=2 | r=3 |", "|---|---|---|",
+                                                            "| gcn | 1.00 | 0.50 ± 0.01 |"]
+    assert pd.read_csv(tmp_path / "t.csv", index_col=0).loc["gcn", "r=3"] == "0.50 ± 0.01"
+
+
+def test_mean_std_text():
+    assert common.mean_std_text([0.9, 0.92], 2, 100) == "91.00 ± 1.41"
+    assert common.mean_std_text([0.5]) == "0.50"
+    assert common.mean_std_text([]) == "n/a"
+    assert common.fmt(None) == "n/a" and common.fmt(1.234, 1) == "1.2"
+
+
+def test_without_matplotlib_plots_are_skipped_with_one_clear_line(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    lines: list[str] = []
+    assert common.plotting(lines.append) is None
+    assert len(lines) == 1 and "matplotlib is not installed" in lines[0] and "brlgraph[plot]" in lines[0]
+    assert "tables were written" in lines[0]
+
+
+def test_figure_footer_names_the_command(tmp_path):
+    plt = common.plotting()
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    path = common.save_figure(fig, tmp_path / "f.png", "brlgraph bench x --out y")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any("brlgraph bench x --out y" in t.get_text() for t in fig.texts)
+
+
+def _allocate(mib: int) -> dict:
+    import numpy as np
+
+    before = common.peak_rss_mib()
+    block = np.ones(mib * 2**20 // 8)
+    return {"before": before, "after": common.peak_rss_mib(), "sum": float(block[:10].sum())}
+
+
+def test_isolated_run_sees_its_own_peak_memory():
+    out = common.run_isolated(_allocate, 200)
+    assert out["sum"] == 10.0
+    assert out["after"] - out["before"] > 150
+
+
+def _fail() -> dict:
+    raise ValueError("bad cell")
+
+
+def test_isolated_failure_is_reported():
+    with pytest.raises(RuntimeError, match="ValueError: bad cell"):
+        common.run_isolated(_fail)
+
+
+def test_deadline():
+    common.Deadline(None).check()
+    common.Deadline(3600).check()
+    with pytest.raises(common.TimeLimitReached):
+        common.Deadline(0).check()
+
+
+def test_renamed_names_are_read_from_one_place():
+    assert common.config_key("seq_len") == common.RENAMED["config.seq_len"]
+    kw = common.model_kwargs(32, 4)
+    assert set(kw) == {common.RENAMED["model.hidden_kwarg"], common.RENAMED["model.reservoir_kwarg"]}
