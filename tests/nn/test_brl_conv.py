@@ -15,6 +15,7 @@ from torch_geometric.data import Data
 from torch_geometric.datasets import FakeHeteroDataset
 from torch_geometric.nn import GCNConv, Sequential, to_hetero
 
+from brlgraph.errors import ConfigError
 from brlgraph.nn import BRLConv
 from brlgraph.sequences import DirectedSequences
 
@@ -52,8 +53,8 @@ def test_repr_and_shapes():
         "BRLConv(64, 64, heads=8, seq_len=32, window=4, reservoir_size=16)")
     assert repr(BRLConv(4, 4, heads=2, attention="full")) == (
         "BRLConv(4, 4, heads=2, seq_len=32, attention='full')")
-    assert repr(BRLConv((-1, 5), 4, heads=2, seq_len=8, max_hops=2, flow="target_to_source")) == (
-        "BRLConv((-1, 5), 4, heads=2, seq_len=8, window=2, reservoir_size=2, max_hops=2, "
+    assert repr(BRLConv((-1, 5), 4, heads=2, seq_len=8, max_hops=3, flow="target_to_source")) == (
+        "BRLConv((-1, 5), 4, heads=2, seq_len=8, window=2, reservoir_size=2, max_hops=3, "
         "flow='target_to_source')")
 
 
@@ -100,7 +101,7 @@ def test_bad_edge_index_type_is_refused():
 def test_direction_follows_flow():
     x = torch.randn(4, 5)
     ei = torch.tensor([[0, 1, 2], [1, 2, 3]])  # a path 0 -> 1 -> 2 -> 3
-    conv = BRLConv(5, 3, heads=1, seq_len=4).eval()
+    conv = BRLConv(5, 3, heads=1, seq_len=4, max_hops=3).eval()
     out = conv(x, ei)
     assert not torch.allclose(conv(x, ei.flip(0)), out)  # reversing the edges matters
     x2 = x.clone()
@@ -109,7 +110,7 @@ def test_direction_follows_flow():
     x2 = x.clone()
     x2[0] += 5.0  # node 0 reaches everyone downstream
     assert ((conv(x2, ei) - out).abs().amax(1) > 1e-4).all()
-    back = BRLConv(5, 3, heads=1, seq_len=4, flow="target_to_source").eval()
+    back = BRLConv(5, 3, heads=1, seq_len=4, max_hops=3, flow="target_to_source").eval()
     back.load_state_dict(conv.state_dict())
     torch.testing.assert_close(back(x, ei), conv(x, ei.flip(0)))
 
@@ -153,6 +154,9 @@ def test_precomputed_sequences_equal_built_ones_and_isolated_nodes():
     assert isinstance(seqs, DirectedSequences) and seqs.ids.shape == (6, 8)
     out = conv(x, ei)
     torch.testing.assert_close(conv(x, None, sequences=seqs), out)
+    deeper = BRLConv(5, 3, heads=2, seq_len=8, max_hops=4).sequences(ei, 6)
+    with pytest.raises(ConfigError, match="max_hops"):
+        conv(x, None, sequences=deeper)  # hop 3 does not fit a layer of max_hops 2
     x2 = x.clone()
     x2[:4] += 3.0  # an isolated node's output depends only on its own features
     torch.testing.assert_close(conv(x2, ei)[4:], out[4:])

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
-from brlgraph.nn.attention.base import batched, init_linear, unbatched
+from brlgraph.nn.attention.base import batched, check_mask, init_linear, unbatched
 from brlgraph.nn.dropout import Dropout
 from brlgraph.ops.brl import BRLHistory, brl_attention
 
@@ -221,53 +221,76 @@ class BRLAttention(nn.Module):
         return unbatched(out, squeeze), unbatched(reservoir, squeeze)
 
     def attend_first(self, x: Tensor, mask: Tensor | None = None,
-                     reservoir: Tensor | None = None) -> Tensor:
+                     reservoir: Tensor | None = None, index: Tensor | None = None) -> Tensor:
         r"""The output of the first token alone, ``attend(x, mask, reservoir)[0][:, 0]``
         ([B, dim]; unbatched x: [dim]), for models that read out token 0.
 
         Only the query of token 0 is formed: its window is keys ``0..w`` (block mode:
         the first two blocks, ``0..2w-1``), the write hop reads every valid key, so the
         cost is ``O(N m d)`` instead of ``O(N (w + m) d)``. Non-causal only.
+
+        With ``index`` (LongTensor [B, N]), ``x`` is a table [R, dim] of distinct token
+        rows and the tokens are ``x[index]`` (padded tokens may point anywhere): the
+        projections then run over the R rows, not over the B N tokens, which pays when
+        sequences share tokens (node states gathered into many node sequences).
         """
         if self.causal:
             raise ConfigError("attend_first is for non-causal attention (causal token 0 "
                               "sees only itself)")
-        x, mask, reservoir, squeeze = batched(x, mask, reservoir)
-        B, N, d = x.shape
+        if index is None:
+            x, mask, reservoir, squeeze = batched(x, mask, reservoir)
+            tokens, first = x, x[:, 0]
+        else:
+            if x.dim() != 2 or index.dim() != 2 or index.dtype != torch.long:
+                raise ValueError("with index, x must be a table [R, dim] and index a "
+                                 f"LongTensor [B, N]; got {list(x.shape)} and "
+                                 f"{list(index.shape)} {index.dtype}")
+            check_mask(index.unsqueeze(-1), mask)
+            squeeze = False
+            tokens, first = x[index], x[index[:, 0]]
+        B, N, d = tokens.shape
         H, Dh = self.heads, self.head_dim
         span = min(N, self.window + 1 if self.window_mode == "sliding" else 2 * self.window)
         w_q, w_k, w_v = self.qkv.weight.view(3, H, Dh, d).unbind(0)  # [H, Dh, d] each
         tau_w, tau_r = self.temperatures()
         lam = self.lam().to(x.dtype)
         scale = Dh ** -0.5
+        # padded keys get the lowest finite score: a sequence with no valid key stays
+        # finite (its output is zeroed below) instead of turning into NaN
+        low = torch.finfo(x.dtype).min
         # Row 0 of P = (1 - lam) P_loc + lam P_r P_w as weights over the N tokens. The
         # key and value projections are folded into the small matrices they meet, so
         # the N tokens see two matrix products with x itself and no [B, N, H, Dh] keys
         # or values are formed.
-        q = torch.einsum("bd,hed->bhe", x[:, 0], w_q)  # [B, H, Dh]
+        q = torch.einsum("bd,hed->bhe", first, w_q)  # [B, H, Dh]
+        write_masked = False
         if reservoir is None:  # E is shared by the batch: one [d, H m] write matrix
             rq, rk = self.reservoir_qk(self.embedding.weight).view(-1, 2, H, Dh).unbind(1)
-            write = torch.einsum("hed,mhe->dhm", w_k, rq * (tau_w * scale)[:, None])
-            s_write = (x @ write.flatten(1)).view(B, N, H, -1)  # [B, N, H, m]
+            write = torch.einsum("hed,mhe->dhm", w_k, rq * (tau_w * scale)[:, None]).flatten(1)
+            if index is None:
+                s_write = tokens @ write
+            else:  # scores of the table's rows, gathered; padding reads an all-low row
+                table = torch.cat([x @ write, x.new_full((1, write.shape[1]), low)])
+                rows = index if mask is None else torch.where(mask, index, x.shape[0])
+                s_write, write_masked = table[rows], True
+            s_write = s_write.view(B, N, H, -1)  # [B, N, H, m]
             s_read = torch.einsum("bhe,mhe->bhm", q, rk)
         else:
             rq, rk = self.reservoir_qk(reservoir).view(B, -1, 2, H, Dh).unbind(2)
             write = torch.einsum("hed,bmhe->bdhm", w_k, rq * (tau_w * scale)[:, None])
-            s_write = (x @ write.flatten(2)).view(B, N, H, -1)
+            s_write = (tokens @ write.flatten(2)).view(B, N, H, -1)
             s_read = torch.einsum("bhe,bmhe->bhm", q, rk)
         qk = torch.einsum("bhe,hed->bdh", q, w_k) * scale  # [B, d, H]
-        s_loc = x[:, :span] @ qk  # [B, span, H]
+        s_loc = (x[:, :span] if index is None else x[index[:, :span]]) @ qk  # [B, span, H]
         if mask is not None:
-            # padded keys get the lowest finite score: a sequence with no valid key stays
-            # finite (its output is zeroed below) instead of turning into NaN
-            low = torch.finfo(x.dtype).min
             s_loc = s_loc.masked_fill(~mask[:, :span, None], low)
-            s_write = s_write.masked_fill(~mask[:, :, None, None], low)
+            if not write_masked:
+                s_write = s_write.masked_fill(~mask[:, :, None, None], low)
         p_read = torch.softmax(s_read * (tau_r * scale)[:, None], -1)  # [B, H, m]
         weight = lam * (torch.softmax(s_write, 1) * p_read.unsqueeze(1)).sum(-1)  # [B, N, H]
         weight = torch.cat([weight[:, :span] + (1 - lam) * torch.softmax(s_loc, 1),
                             weight[:, span:]], 1)
-        pooled = weight.transpose(1, 2) @ x  # [B, H, d]: the weighted tokens per head
+        pooled = weight.transpose(1, 2) @ tokens  # [B, H, d]: the weighted tokens per head
         y = torch.einsum("bhd,hed->bhe", pooled, w_v)  # W_V after the weighted sum
         out = self.out(self.dropout(y.flatten(1)))
         if mask is not None:

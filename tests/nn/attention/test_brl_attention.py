@@ -187,3 +187,25 @@ def test_compiles_on_new_lengths():
         torch.testing.assert_close(res, ref_res)
         first = torch.compile(attn.attend_first, backend="aot_eager", fullgraph=True)(x, mask)
         torch.testing.assert_close(first, ref[:, 0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_reservoir", [False, True])
+def test_attend_first_over_a_table_of_token_rows(with_reservoir):
+    attn = BRLAttention(16, heads=2, window=3, reservoir_size=4).double()
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(40, 16, generator=g, dtype=torch.double, requires_grad=True)
+    index = torch.randint(0, 40, (7, 12), generator=g)
+    mask = torch.rand(7, 12, generator=g) > 0.3
+    mask[:, 0] = True
+    c = torch.randn(7, 4, 16, generator=g, dtype=torch.double) if with_reservoir else None
+    for m in (mask, None):
+        out = attn.attend_first(table, m, c, index=index)
+        ref = attn.attend_first(table[index], m, c)
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+        grad, = torch.autograd.grad(out.sum(), table)
+        ref_grad, = torch.autograd.grad(ref.sum(), table)
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-11)
+    with pytest.raises(ValueError, match="table"):
+        attn.attend_first(table[index], mask, index=index)
+    with pytest.raises(TypeError, match="True = valid"):
+        attn.attend_first(table, mask.long(), index=index)
