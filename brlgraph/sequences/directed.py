@@ -121,6 +121,7 @@ def directed_hop_sequences(
                             f"got {list(ids.shape)}")
     if flow == "target_to_source":
         edge_index = edge_index.flip(0)
+    src_ids, dst_ids = (None if t is None else t.long() for t in (src_ids, dst_ids))
     ids, hops = torch.ops.brlgraph.directed_hop_sequences(
         edge_index, num_src, num_dst, bipartite, seq_len, max_hops, seed, src_ids, dst_ids)
     return DirectedSequences(ids, hops)
