@@ -12,10 +12,11 @@ How to drive it::
     seqs = hop_ordered_sequences(graph, None, 50, node_type=data.target_type, seed=epoch)
     logits = model(graph, seqs[batch_rows])              # [T, C], one row per target
 
-    # evaluation in many batches: compute the node states once
+    # evaluation in many batches: compute the node states (and path means) once
     with torch.no_grad():
         h = model.node_states(graph)                     # [N, d]
-        logits = model(graph, seqs[rows], node_states=h)
+        pm = model.path_means(graph, h, data.target_type)  # with path_tokens > 0
+        logits = model(graph, seqs[rows], node_states=h, path_means=pm)
 
     # graph as one sequence (kNN graphs): all nodes, one locality-preserving order
     model = BRLGraphSequenceModel.from_data(data, order="rcm", ...)
@@ -25,7 +26,9 @@ Per step, the type-specific projections (and the optional GNN) run once over the
 nodes, and tokens are gathered from them by id; without a GNN only the nodes that
 occur in the batch are projected (sparse bag-of-words features: all nodes, as one
 sparse product). Features stay in ``graph.x_dict``; the model caches them on its
-device. Hyper-parameters (keyword arguments of ``from_data``): ``hidden_channels``, ``layers``,
+device, with the other tensors derived from the last graph it saw (adjacency blocks,
+node orders; :class:`~brlgraph.nn.cache.LastGraphCache`), outside any
+``torch.compile`` region, so a compiled model runs on graphs it has not seen. Hyper-parameters (keyword arguments of ``from_data``): ``hidden_channels``, ``layers``,
 ``heads``, ``attention``, ``window``, ``reservoir_size``, ``attention_options``, ``dropout``,
 ``input_dropout``, ``gnn_layers``, ``gnn``, ``ff_mult``, ``logit_norm``,
 ``embedding_std``, and ``max_hops``, ``path_tokens`` (BRLFormer) or ``order``
@@ -44,13 +47,13 @@ backend returns no update U, so its reservoir is never written from the sequence
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
-from brlgraph.graph import GraphView, count_relations, type_pair_means
+from brlgraph.graph import GraphView, count_relations, type_pair_means, type_slices
 from brlgraph.nn.attention import attention_options, make_attention
 from brlgraph.nn.cache import LastGraphCache
 from brlgraph.nn.dropout import Dropout
@@ -79,6 +82,16 @@ def backend_options(
 
 
 ModelT = TypeVar("ModelT", bound="_GraphModel")
+
+
+class PathMeans(NamedTuple):
+    """Path tokens' means for every node of one type (:meth:`BRLFormer.path_means`):
+    the type index, the type paths from it, and the means [N_type, P, d]."""
+
+    node_type: int
+    paths: list[TypePath]
+    means: Tensor
+
 
 class FeedForward(nn.Sequential):
     """x -> W_2 Drop(GELU(W_1 x)), hidden size ``mult * dim``."""
@@ -294,9 +307,6 @@ class BRLFormer(_GraphModel):
                          if path_tokens else None)
         scale_embeddings([self.hop_emb, self.path_emb], kwargs.get("embedding_std", 1.0))
         self._path_blocks: LastGraphCache[Any] = LastGraphCache()  # when no GNN has them
-        # without gradients, the means of every path from the start type for the last node
-        # states (evaluation calls the model per batch and per draw with the same states)
-        self._eval_path_means: LastGraphCache[tuple[list[TypePath], Tensor]] = LastGraphCache()
 
     def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None) -> Tensor:
         """Token inputs [T, S, d] of the sequences (zeros at padding)."""
@@ -318,34 +328,52 @@ class BRLFormer(_GraphModel):
         z = h + self.hop_emb(hops.clamp(min=0))
         return self.dropout(z * mask.unsqueeze(-1))
 
-    def path_token_inputs(self, graph: GraphView, targets: Tensor,
-                          node_states: Tensor) -> tuple[list[TypePath], Tensor]:
+    def _blocks(self, graph: GraphView, device: torch.device) -> tuple[Any, list[slice]]:
+        """Row-normalised type-pair blocks of ``graph`` (the hsage GNN's when it has them)."""
+        if self.gnn is not None and self.gnn.kind == "hsage":  # the same blocks, built once there
+            return self.gnn.adjacency(graph, device)
+        return self._path_blocks.get(graph, device, lambda: type_pair_means(graph, device))
+
+    def path_means(self, graph: GraphView, node_states: Tensor, node_type: str | int) -> PathMeans:
+        """The type paths from ``node_type`` and the means of ``node_states`` along each,
+        for every node of that type: what :meth:`forward` computes per call, computed
+        once. Pass it as ``path_means=`` to evaluate many batches or context draws with
+        the same (detached) ``node_states``."""
+        start = graph.node_types.index(node_type) if isinstance(node_type, str) else int(node_type)
+        blocks, slices = self._blocks(graph, node_states.device)
+        paths, means = type_path_means(node_states, blocks, slices, start, self.path_tokens)
+        return PathMeans(start, paths, means)
+
+    def path_token_inputs(self, graph: GraphView, targets: Tensor, node_states: Tensor,
+                          path_means: PathMeans | None = None) -> tuple[list[TypePath], Tensor]:
         """The type paths from the targets' type and their tokens [T, P, d] (see the class doc).
 
         With gradients (training), the first step of each path is taken over the targets
         alone (:func:`~brlgraph.nn.metapath.type_path_means` with ``rows``). Without
-        them (evaluation), the means of every node of the targets' type are computed once
-        for a ``node_states`` tensor and reused by later calls with it (other batches,
-        other draws); changing it in place is noticed by its version counter.
+        them (evaluation), the means of every node of the targets' type are computed and
+        the targets' rows taken, unless ``path_means`` (from :meth:`path_means`) brings
+        them already.
         """
         device = node_states.device
         types = graph.node_type.to(device)[targets]
         start = int(types[0]) if types.numel() else 0
         if bool((types != start).any()):
             raise ConfigError("model.path_tokens needs all target nodes of a batch to share one node type")
-        if self.gnn is not None and self.gnn.kind == "hsage":  # the same blocks, built once there
-            blocks, slices = self.gnn.adjacency(graph, device)
-        else:
-            blocks, slices = self._path_blocks.get(graph, device, lambda: type_pair_means(graph, device))
-        rows = targets - slices[start].start
-        if torch.is_grad_enabled():  # training: the first step of each path over the batch alone
-            self._eval_path_means.clear()
-            paths, means = type_path_means(node_states, blocks, slices, start, self.path_tokens, rows)
-        else:  # evaluation: every target of the start type at once, shared by batches and draws
-            tag = (id(graph), start, node_states._version)  # the device goes with node_states
-            paths, means = self._eval_path_means.get(
-                node_states, tag, lambda: type_path_means(node_states, blocks, slices, start, self.path_tokens))
+        if path_means is not None:
+            if path_means.node_type != start:
+                raise ConfigError(f"path_means were computed for node type {path_means.node_type}, "
+                                  f"the targets are of type {start}")
+            paths, means = path_means.paths, path_means.means
+            rows = targets - type_slices(graph)[start].start
             means = means[rows]
+        else:
+            blocks, slices = self._blocks(graph, device)
+            rows = targets - slices[start].start
+            if torch.is_grad_enabled():  # training: the first step of each path over the batch alone
+                paths, means = type_path_means(node_states, blocks, slices, start, self.path_tokens, rows)
+            else:  # evaluation: every node of the start type, as path_means() gives
+                paths, means = type_path_means(node_states, blocks, slices, start, self.path_tokens)
+                means = means[rows]
         if not paths:
             return paths, node_states.new_zeros(len(targets), 0, node_states.shape[-1])
         assert self.path_emb is not None
@@ -355,15 +383,17 @@ class BRLFormer(_GraphModel):
         emb = (self.path_emb(ids.clamp(min=0)) * (ids >= 0).unsqueeze(-1)).sum(1)  # [P, d]
         return paths, self.dropout(means + emb)
 
-    def forward(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None) -> Tensor:
-        """Logits [T, C] of the targets of ``seqs`` (optionally from precomputed node states)."""
+    def forward(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None,
+                path_means: PathMeans | None = None) -> Tensor:
+        """Logits [T, C] of the targets of ``seqs``, optionally from precomputed node
+        states and path means (:meth:`node_states`, :meth:`path_means`)."""
         mask = seqs.mask.to(self.head.weight.device)
         if not self.path_tokens:
             x, _ = self.blocks(self.tokens(graph, seqs, node_states), mask)
             return self.readout(x[:, 0])
         h = self.node_states(graph) if node_states is None else node_states
         z = self.tokens(graph, seqs, h)
-        _, paths = self.path_token_inputs(graph, seqs.ids[:, 0].to(h.device), h)
+        _, paths = self.path_token_inputs(graph, seqs.ids[:, 0].to(h.device), h, path_means)
         z = torch.cat([z[:, :1], paths, z[:, 1:]], dim=1)
         mask = torch.cat([mask[:, :1], mask.new_ones(paths.shape[:2]), mask[:, 1:]], dim=1)
         x, _ = self.blocks(z, mask)

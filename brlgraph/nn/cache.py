@@ -22,13 +22,16 @@ class LastGraphCache(Generic[T]):
     graph, and a second graph replaces the first instead of piling up.
 
     The cache is derived state: ``copy.deepcopy`` of a model and pickling start from
-    an empty one, so neither copies the graph or its tensors.
+    an empty one, so neither copies the graph or its tensors. Lookups run outside
+    ``torch.compile`` (a graph break): the build (numpy, scipy) is not traced, and a
+    compiled model guards on no graph's identity, so it runs on graphs it has not seen.
     """
 
     def __init__(self) -> None:
         self._key: tuple[object, Hashable] | None = None
         self._value: T | None = None
 
+    @torch.compiler.disable
     def get(self, source: object, tag: Hashable, build: Callable[[], T]) -> T:
         """The cached value for ``source`` (by identity) and ``tag`` (by equality, e.g.
         the device), built on a miss."""

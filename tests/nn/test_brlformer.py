@@ -550,7 +550,10 @@ def test_path_means_of_some_rows_equal_the_full_means_at_those_rows(start, hops)
     torch.testing.assert_close(grad, h.grad, rtol=1e-5, atol=1e-6)
 
 
-def test_evaluation_reuses_the_path_means_of_the_same_node_states():
+def test_path_means_are_computed_once_and_passed_explicitly():
+    """Evaluation over many batches and draws computes the path means once
+    (``path_means``) and passes them; nothing is cached behind the caller's back, so a
+    node-state tensor changed in place, or an inference tensor, needs no version counter."""
     data = toy_hetero()
     graph = GraphView.from_data(data)
     torch.manual_seed(0)
@@ -558,18 +561,46 @@ def test_evaluation_reuses_the_path_means_of_the_same_node_states():
     seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)
     h = model.node_states(graph).detach()
     with torch.enable_grad():
-        expected = model(graph, seqs, node_states=h).detach()  # row-restricted, no cache
-    assert repr(model._eval_path_means).endswith("(empty)")
+        expected = model(graph, seqs, node_states=h).detach()  # row-restricted
     with torch.no_grad():
-        first = torch.cat([model(graph, seqs[:10], node_states=h), model(graph, seqs[10:], node_states=h)])
-        cached = model._eval_path_means._value
-        again = model(graph, seqs, node_states=h)
-        assert model._eval_path_means._value is cached  # reused, not recomputed
-        torch.testing.assert_close(first, expected)
-        torch.testing.assert_close(again, expected)
-        h.mul_(2.0)  # changed in place: the version counter makes the cache build again
+        means = model.path_means(graph, h, "author")
+        assert means.means.shape[:2] == (30, len(means.paths))
+        batches = torch.cat([model(graph, seqs[:10], node_states=h, path_means=means),
+                             model(graph, seqs[10:], node_states=h, path_means=means)])
+        torch.testing.assert_close(batches, expected)
+        # without them, the same numbers bit for bit: every node's means, then the rows
+        plain = torch.cat([model(graph, seqs[:10], node_states=h), model(graph, seqs[10:], node_states=h)])
+        assert torch.equal(plain, batches)
+        h.mul_(2.0)
         changed = model(graph, seqs, node_states=h)
-    assert model._eval_path_means._value is not cached
     with torch.enable_grad():
         torch.testing.assert_close(changed, model(graph, seqs, node_states=h).detach())
-    assert repr(model._eval_path_means).endswith("(empty)")  # a step with gradients drops it
+    with torch.inference_mode():
+        hi = model.node_states(graph)
+        torch.testing.assert_close(model(graph, seqs, node_states=hi), expected)
+    with pytest.raises(ConfigError, match="node type"):
+        model(graph, seqs, node_states=h, path_means=model.path_means(graph, h, "paper"))
+
+
+def test_compiles_and_runs_on_graphs_it_has_not_seen():
+    """The graph-derived tensors (features on the device, adjacency blocks) are built
+    outside the compiled region, so a compiled model meets a new graph without error."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = BRLFormer.from_data(toy_hetero(), gnn_layers=1, gnn="hsage", path_tokens=2, **SMALL)
+    compiled = torch.compile(model, backend="aot_eager")
+    for seed in (1, 2):
+        data = toy_hetero(seed)
+        graph = GraphView.from_data(data)
+        seqs = hop_ordered_sequences(graph, None, 12, node_type="author", max_hops=3)
+        out = compiled(graph, seqs[:20])
+        out.square().sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        ref = model(graph, seqs[:20])
+        ref.square().sum().backward()
+        torch.testing.assert_close(out, ref)
+        for n, p in model.named_parameters():
+            if p.grad is not None:
+                torch.testing.assert_close(grads[n], p.grad, rtol=1e-4, atol=1e-6)
+        model.zero_grad()

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.errors import ConfigError
-from brlgraph.nn.attention.base import init_linear
+from brlgraph.nn.attention.base import batched, check_mask, init_linear, unbatched
 from brlgraph.nn.dropout import Dropout
 from brlgraph.ops.brl import BRLHistory, brl_attention
 
@@ -77,11 +77,21 @@ class BRLAttention(nn.Module):
         dropout: dropout on the mixed head outputs before ``W_O`` (the fused operator
             never forms the attention probabilities, so there is no dropout on them).
         block_size: causal reservoir block ``b`` (default ``w``).
+        reservoir_update: keep ``W_Oc`` and return the update ``C' - C``. ``False``
+            for models that read no reservoir after this layer (e.g.
+            :class:`~brlgraph.nn.BRLConv`): ``W_Oc`` is not created, so no parameter
+            goes without a gradient (plain ``DistributedDataParallel``), and the
+            reservoir is returned unchanged.
 
     Shapes:
-        - x: [B, N, dim]; mask: bool [B, N], True = valid (optional);
-          reservoir: [B, m, d_c] (optional; ``None`` starts from the learned embedding
-          ``E`` [m, d_c], the paper's ``x[ct]``).
+        - x: [B, N, dim], or unbatched [N, dim] (then mask [N], reservoir [m, d_c], and
+          the outputs are unbatched too);
+        - mask: bool [B, N], **True = valid token** (optional). This is the opposite of
+          ``torch.nn.MultiheadAttention``'s ``key_padding_mask`` (True = padded): pass
+          ``~key_padding_mask``. Int and float masks are refused with a ``TypeError``
+          (a 0/1 mask could be in either convention);
+        - reservoir: [B, m, d_c] (optional; ``None`` starts from the learned embedding
+          ``E`` [m, d_c], the paper's ``x[ct]``);
         - returns ``out`` [B, N, dim] (zero at padded tokens) and the reservoir
           [B, m, d_c].
 
@@ -104,6 +114,7 @@ class BRLAttention(nn.Module):
         reservoir_dim: int | None = None,
         dropout: float = 0.0,
         block_size: int | None = None,
+        reservoir_update: bool = True,
     ):
         super().__init__()
         self.head_dim = check_sizes(dim, heads)
@@ -126,11 +137,14 @@ class BRLAttention(nn.Module):
         self.causal, self.window_mode, self.block_size = causal, window_mode, block_size
         self.reservoir_weight = reservoir_weight
         self.learn_reservoir_weight = learn_reservoir_weight
+        self.reservoir_update = reservoir_update
 
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.reservoir_qk = nn.Linear(self.reservoir_dim, 2 * dim, bias=False)  # W_R, W_Kc
         self.out = nn.Linear(dim, dim)  # W_O
-        self.reservoir_out = nn.Linear(dim, self.reservoir_dim)  # W_Oc
+        # W_Oc; created after W_O and before E in either case, so that the default
+        # draws the random numbers it always drew
+        self.reservoir_out = nn.Linear(dim, self.reservoir_dim) if reservoir_update else None
         self.embedding = nn.Embedding(reservoir_size, self.reservoir_dim)  # E
         self.g_q = nn.Parameter(torch.empty(heads))
         self.g_k1 = nn.Parameter(torch.empty(heads))
@@ -143,7 +157,8 @@ class BRLAttention(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init_linear(self.qkv, self.reservoir_qk, self.out, self.reservoir_out)
+        init_linear(self.qkv, self.reservoir_qk, self.out,
+                    *([self.reservoir_out] if self.reservoir_out is not None else []))
         self.embedding.reset_parameters()
         for g in (self.g_q, self.g_k1, self.g_k2):
             nn.init.normal_(g, 0.0, 0.1)
@@ -185,20 +200,102 @@ class BRLAttention(nn.Module):
         out = self.out(self.dropout(merge_heads(y)))
         if mask is not None:
             out = out * mask[..., None].to(out.dtype)
-        update = None if u is None else self.reservoir_out(merge_heads(u))
+        update = (None if u is None or self.reservoir_out is None
+                  else self.reservoir_out(merge_heads(u)))
         return out, update, reservoir, hist
 
     def attend(self, x: Tensor, mask: Tensor | None = None,
                reservoir: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Like :meth:`forward`, but returns the reservoir update ``W_Oc ||_h u`` alone
-        (``None`` when causal), for pre-norm blocks that add it to their own stream."""
+        (``None`` when causal or built with ``reservoir_update=False``), for pre-norm
+        blocks that add it to their own stream."""
+        x, mask, reservoir, squeeze = batched(x, mask, reservoir)
         out, update, _, _ = self._run(x, mask, reservoir, None)
-        return out, update
+        return unbatched(out, squeeze), unbatched(update, squeeze)
 
     def forward(self, x: Tensor, mask: Tensor | None = None,
                 reservoir: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x, mask, reservoir, squeeze = batched(x, mask, reservoir)
         out, update, reservoir, _ = self._run(x, mask, reservoir, None)
-        return out, reservoir if update is None else reservoir + update
+        reservoir = reservoir if update is None else reservoir + update
+        return unbatched(out, squeeze), unbatched(reservoir, squeeze)
+
+    def attend_first(self, x: Tensor, mask: Tensor | None = None,
+                     reservoir: Tensor | None = None, index: Tensor | None = None) -> Tensor:
+        r"""The output of the first token alone, ``attend(x, mask, reservoir)[0][:, 0]``
+        ([B, dim]; unbatched x: [dim]), for models that read out token 0.
+
+        Only the query of token 0 is formed: its window is keys ``0..w`` (block mode:
+        the first two blocks, ``0..2w-1``), the write hop reads every valid key, so the
+        cost is ``O(N m d)`` instead of ``O(N (w + m) d)``. Non-causal only.
+
+        With ``index`` (LongTensor [B, N]), ``x`` is a table [R, dim] of distinct token
+        rows and the tokens are ``x[index]`` (padded tokens may point anywhere): the
+        projections then run over the R rows, not over the B N tokens, which pays when
+        sequences share tokens (node states gathered into many node sequences).
+        """
+        if self.causal:
+            raise ConfigError("attend_first is for non-causal attention (causal token 0 "
+                              "sees only itself)")
+        if index is None:
+            x, mask, reservoir, squeeze = batched(x, mask, reservoir)
+            tokens, first = x, x[:, 0]
+        else:
+            if x.dim() != 2 or index.dim() != 2 or index.dtype != torch.long:
+                raise ValueError("with index, x must be a table [R, dim] and index a "
+                                 f"LongTensor [B, N]; got {list(x.shape)} and "
+                                 f"{list(index.shape)} {index.dtype}")
+            check_mask(index.unsqueeze(-1), mask)
+            squeeze = False
+            tokens, first = x[index], x[index[:, 0]]
+        B, N, d = tokens.shape
+        H, Dh = self.heads, self.head_dim
+        span = min(N, self.window + 1 if self.window_mode == "sliding" else 2 * self.window)
+        w_q, w_k, w_v = self.qkv.weight.view(3, H, Dh, d).unbind(0)  # [H, Dh, d] each
+        tau_w, tau_r = self.temperatures()
+        lam = self.lam().to(x.dtype)
+        scale = Dh ** -0.5
+        # padded keys get the lowest finite score: a sequence with no valid key stays
+        # finite (its output is zeroed below) instead of turning into NaN
+        low = torch.finfo(x.dtype).min
+        # Row 0 of P = (1 - lam) P_loc + lam P_r P_w as weights over the N tokens. The
+        # key and value projections are folded into the small matrices they meet, so
+        # the N tokens see two matrix products with x itself and no [B, N, H, Dh] keys
+        # or values are formed.
+        q = torch.einsum("bd,hed->bhe", first, w_q)  # [B, H, Dh]
+        write_masked = False
+        if reservoir is None:  # E is shared by the batch: one [d, H m] write matrix
+            rq, rk = self.reservoir_qk(self.embedding.weight).view(-1, 2, H, Dh).unbind(1)
+            write = torch.einsum("hed,mhe->dhm", w_k, rq * (tau_w * scale)[:, None]).flatten(1)
+            if index is None:
+                s_write = tokens @ write
+            else:  # scores of the table's rows, gathered; padding reads an all-low row
+                table = torch.cat([x @ write, x.new_full((1, write.shape[1]), low)])
+                rows = index if mask is None else torch.where(mask, index, x.shape[0])
+                s_write, write_masked = table[rows], True
+            s_write = s_write.view(B, N, H, -1)  # [B, N, H, m]
+            s_read = torch.einsum("bhe,mhe->bhm", q, rk)
+        else:
+            rq, rk = self.reservoir_qk(reservoir).view(B, -1, 2, H, Dh).unbind(2)
+            write = torch.einsum("hed,bmhe->bdhm", w_k, rq * (tau_w * scale)[:, None])
+            s_write = (tokens @ write.flatten(2)).view(B, N, H, -1)
+            s_read = torch.einsum("bhe,bmhe->bhm", q, rk)
+        qk = torch.einsum("bhe,hed->bdh", q, w_k) * scale  # [B, d, H]
+        s_loc = (x[:, :span] if index is None else x[index[:, :span]]) @ qk  # [B, span, H]
+        if mask is not None:
+            s_loc = s_loc.masked_fill(~mask[:, :span, None], low)
+            if not write_masked:
+                s_write = s_write.masked_fill(~mask[:, :, None, None], low)
+        p_read = torch.softmax(s_read * (tau_r * scale)[:, None], -1)  # [B, H, m]
+        weight = lam * (torch.softmax(s_write, 1) * p_read.unsqueeze(1)).sum(-1)  # [B, N, H]
+        weight = torch.cat([weight[:, :span] + (1 - lam) * torch.softmax(s_loc, 1),
+                            weight[:, span:]], 1)
+        pooled = weight.transpose(1, 2) @ tokens  # [B, H, d]: the weighted tokens per head
+        y = torch.einsum("bhd,hed->bhe", pooled, w_v)  # W_V after the weighted sum
+        out = self.out(self.dropout(y.flatten(1)))
+        if mask is not None:
+            out = out * mask[:, :1].to(out.dtype)
+        return unbatched(out, squeeze)
 
     def forward_stream(
         self, x: Tensor, mask: Tensor | None = None, reservoir: Tensor | None = None,
@@ -215,13 +312,18 @@ class BRLAttention(nn.Module):
         if not self.causal:
             raise ConfigError("forward_stream needs causal=True (non-causal attention "
                               "sees the whole sequence at once)")
+        x, mask, reservoir, squeeze = batched(x, mask, reservoir)
+        if squeeze:
+            raise ValueError("forward_stream needs batched x [B, N, dim]; its history "
+                             "is kept per sequence of a batch")
         out, _, _, hist = self._run(x, mask, reservoir, hist)
         return out, hist
 
     def __repr__(self) -> str:
         extra = "".join(
             f", {k}={v!r}" for k, v, d in (
-                ("causal", self.causal, False), ("window_mode", self.window_mode, "sliding"))
+                ("causal", self.causal, False), ("window_mode", self.window_mode, "sliding"),
+                ("reservoir_update", self.reservoir_update, True))
             if v != d)
         return (f"{self.__class__.__name__}({self.dim}, heads={self.heads}, "
                 f"window={self.window}, reservoir_size={self.reservoir_size}{extra})")

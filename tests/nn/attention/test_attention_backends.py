@@ -126,3 +126,33 @@ def test_factory_errors_name_the_problem():
         make_attention("performer", 30, 4)
     with pytest.raises(ConfigError, match="reservoir_size"):
         make_attention("brl", 32, 4, reservoir_size=0)
+
+
+@pytest.mark.parametrize("name", ATTENTION_BACKENDS)
+def test_masks_must_be_bool(name):
+    """An int or float mask is refused: a 0/1 mask in MultiheadAttention's convention
+    (True = padded) would otherwise run, inverted, without an error."""
+    attn = make_attention(name, 32, 4, **OPTIONS[name])
+    x, mask = batch()
+    for bad in (mask.long(), mask.float(), (~mask).to(torch.uint8)):
+        with pytest.raises(TypeError, match="True = valid"):
+            attn(x, bad)
+        with pytest.raises(TypeError, match="MultiheadAttention"):
+            attn.attend(x, bad)
+    with pytest.raises(ValueError, match="shape"):
+        attn(x, mask[:, :-1])
+
+
+@pytest.mark.parametrize("name", ATTENTION_BACKENDS)
+def test_unbatched_input_is_a_batch_of_one(name):
+    attn = make_attention(name, 32, 4, **OPTIONS[name]).eval()
+    x, mask = batch()
+    out, res = attn(x[1], mask[1])
+    ref, ref_res = attn(x[1:], mask[1:])
+    torch.testing.assert_close(out, ref[0])
+    assert (res is None) == (ref_res is None)
+    if res is not None:
+        torch.testing.assert_close(res, ref_res[0])
+    torch.testing.assert_close(attn.attend(x[1])[0], attn.attend(x[1:])[0][0])
+    with pytest.raises(ValueError, match="tokens"):
+        attn(x[0, 0])

@@ -106,3 +106,106 @@ def test_causal_module_and_streaming(window_mode):
         y, hist = attn.forward_stream(x[:, a:b], mask[:, a:b], hist=hist)
         parts.append(y)
     torch.testing.assert_close(torch.cat(parts, 1), out)
+
+
+def test_mask_convention_is_stated_beside_multihead_attention():
+    doc = BRLAttention.__doc__
+    assert "True = valid" in doc and "key_padding_mask" in doc
+
+
+def test_unbatched_reservoir_and_streaming():
+    attn = BRLAttention(16, heads=2, window=2, reservoir_size=3, reservoir_dim=6).eval()
+    x, c = torch.randn(9, 16), torch.randn(3, 6)
+    out, res = attn(x, reservoir=c)
+    ref, ref_res = attn(x[None], reservoir=c[None])
+    torch.testing.assert_close(out, ref[0])
+    torch.testing.assert_close(res, ref_res[0])
+    with pytest.raises(ValueError, match=r"\[m, d_c\]"):
+        attn(x, reservoir=c[None])
+    with pytest.raises(ValueError, match="batched"):
+        BRLAttention(16, heads=2, window=2, causal=True).forward_stream(x)
+
+
+@pytest.mark.parametrize("window_mode", ["sliding", "block"])
+@pytest.mark.parametrize("window", [1, 3, 8])
+@pytest.mark.parametrize("with_reservoir", [False, True])
+def test_attend_first_is_token_zero_of_attend(window_mode, window, with_reservoir):
+    attn = BRLAttention(16, heads=2, window=window, reservoir_size=5, reservoir_dim=10,
+                        window_mode=window_mode).double()
+    g = torch.Generator().manual_seed(window)
+    x = torch.randn(6, 20, 16, generator=g, dtype=torch.double, requires_grad=True)
+    mask = torch.rand(6, 20, generator=g) > 0.3
+    mask[:, 0] = True
+    mask[2, 1:] = False  # only the first token valid
+    mask[4, 0] = False  # the first token padded: zero
+    c = torch.randn(6, 5, 10, generator=g, dtype=torch.double) if with_reservoir else None
+    for m in (mask, None):
+        first = attn.attend_first(x, m, c)
+        ref = attn.attend(x, m, c)[0][:, 0]
+        torch.testing.assert_close(first, ref, rtol=1e-10, atol=1e-12)
+        grads = torch.autograd.grad(first.square().sum(), [x, *attn.parameters()], allow_unused=True)
+        ref_grads = torch.autograd.grad(ref.square().sum(), [x, *attn.parameters()], allow_unused=True)
+        for a, b in zip(grads, ref_grads, strict=True):
+            if b is None or a is None:
+                assert a is None or a.abs().max() == 0  # W_Oc: unused by both
+                continue
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(attn.attend_first(x[1], mask[1], None if c is None else c[1]),
+                               attn.attend_first(x[1:2], mask[1:2], None if c is None else c[1:2])[0])
+    with pytest.raises(ConfigError, match="non-causal"):
+        BRLAttention(16, heads=2, window=2, causal=True).attend_first(x)
+
+
+def test_without_reservoir_update_no_parameter_goes_unused():
+    attn = BRLAttention(16, heads=2, window=2, reservoir_size=3, reservoir_update=False)
+    assert attn.reservoir_out is None
+    assert not any(name.startswith("reservoir_out") for name, _ in attn.named_parameters())
+    assert repr(attn).endswith("reservoir_update=False)")
+    x = torch.randn(2, 7, 16)
+    out, update = attn.attend(x)
+    assert update is None
+    out2, res = attn(x)
+    torch.testing.assert_close(out2, out)
+    torch.testing.assert_close(res, attn.initial_reservoir(2))  # returned unchanged
+    out.square().sum().backward()
+    for name, p in attn.named_parameters():
+        assert p.grad is not None, name
+    assert BRLAttention(16, heads=2, window=2, reservoir_size=3).reservoir_out is not None
+
+
+def test_compiles_on_new_lengths():
+    torch._dynamo.reset()
+    attn = BRLAttention(16, heads=2, window=2, reservoir_size=3)
+    compiled = torch.compile(attn, backend="aot_eager")
+    for n in (9, 14):
+        x = torch.randn(3, n, 16)
+        mask = torch.rand(3, n) > 0.2
+        mask[:, 0] = True
+        out, res = compiled(x, mask)
+        ref, ref_res = attn(x, mask)
+        torch.testing.assert_close(out, ref)
+        torch.testing.assert_close(res, ref_res)
+        first = torch.compile(attn.attend_first, backend="aot_eager", fullgraph=True)(x, mask)
+        torch.testing.assert_close(first, ref[:, 0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_reservoir", [False, True])
+def test_attend_first_over_a_table_of_token_rows(with_reservoir):
+    attn = BRLAttention(16, heads=2, window=3, reservoir_size=4).double()
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(40, 16, generator=g, dtype=torch.double, requires_grad=True)
+    index = torch.randint(0, 40, (7, 12), generator=g)
+    mask = torch.rand(7, 12, generator=g) > 0.3
+    mask[:, 0] = True
+    c = torch.randn(7, 4, 16, generator=g, dtype=torch.double) if with_reservoir else None
+    for m in (mask, None):
+        out = attn.attend_first(table, m, c, index=index)
+        ref = attn.attend_first(table[index], m, c)
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+        grad, = torch.autograd.grad(out.sum(), table)
+        ref_grad, = torch.autograd.grad(ref.sum(), table)
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-11)
+    with pytest.raises(ValueError, match="table"):
+        attn.attend_first(table[index], mask, index=index)
+    with pytest.raises(TypeError, match="True = valid"):
+        attn.attend_first(table, mask.long(), index=index)
