@@ -64,7 +64,7 @@ class BRLConv(nn.Module):
     ) -> None:
         super().__init__()
         if seq_len < 1:
-            raise ConfigError(f"BRLConv: seq_len must be >= 1, got {seq_len}")
+            raise ConfigError(f"BRLConv: seq_len (sequences.seq_len of a config) must be >= 1, got {seq_len}")
         hidden = hidden_channels or max(out_channels, 8 * heads)
         hidden = -(-hidden // heads) * heads
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads

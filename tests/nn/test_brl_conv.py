@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch_geometric.nn import GCNConv, Sequential
 
+from brlgraph.errors import ConfigError
 from brlgraph.nn import BRLConv
 
 
@@ -83,3 +85,8 @@ def test_trains_in_sequential_with_gcn():
     model.eval()
     acc = (model(x, edge_index).argmax(1) == y)[~train].float().mean()
     assert acc > 0.85, float(acc)
+
+
+def test_a_bad_sequence_length_names_its_config_key():
+    with pytest.raises(ConfigError, match=r"seq_len \(sequences\.seq_len of a config\) must be >= 1, got 0"):
+        BRLConv(4, 4, heads=2, seq_len=0)

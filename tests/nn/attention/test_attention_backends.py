@@ -126,3 +126,5 @@ def test_factory_errors_name_the_problem():
         make_attention("performer", 30, 4)
     with pytest.raises(ConfigError, match="reservoir_size"):
         make_attention("brl", 32, 4, reservoir_size=0)
+    with pytest.raises(ConfigError, match=r"model\.window \(window=\) must be >= 1, got 0"):
+        make_attention("local", 32, 4, window=0)
