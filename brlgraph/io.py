@@ -27,6 +27,12 @@ from brlgraph.errors import ConfigError
 LOCK_NAME = ".lock"
 
 
+def file_mode() -> int:
+    """The mode ``open`` gives a new file: ``0o666`` less the umask. A file made with
+    ``tempfile.mkstemp`` (0600) is given it before it takes its final name."""
+    return 0o666 & ~_umask()
+
+
 def _umask() -> int:
     """The process's umask, read without changing it where Linux tells it (another
     thread creating a file meanwhile would otherwise get the temporary umask)."""
@@ -52,7 +58,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()

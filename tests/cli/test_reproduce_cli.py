@@ -49,7 +49,8 @@ def test_gaps_are_our_shown_mean_minus_each_published_row():
 
 def test_scores_file_keeps_the_numbers_of_every_seed(tmp_path):
     write_scores(tmp_path / "s.json", {"20News": [{"test_accuracy": 0.68, "epochs": 300, "val_loss": math.nan,
-                                                   "note": "text"}, {"test_accuracy": 0.66, "epochs": 250}]})
+                                                   "note": "text", "train_loss": math.inf},
+                                                  {"test_accuracy": 0.66, "epochs": 250}]})
     assert json.loads((tmp_path / "s.json").read_text()) == {
         "20News": [{"test_accuracy": 0.68, "epochs": 300}, {"test_accuracy": 0.66, "epochs": 250}]}
 
