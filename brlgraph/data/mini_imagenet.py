@@ -48,7 +48,8 @@ from brlgraph.errors import ConfigError, DataError
 NAME = "Mini-ImageNet"
 FORMAT_VERSION = 1
 CACHE_FILES = tuple(f"mini-imagenet-cache-{part}.pkl" for part in ("train", "val", "test"))
-FEATURE_FILES = ("mini_imagenet.pkl", "mini_imagenet.pt", "mini_imagenet.npz")
+#: looked for in this order: a converted copy, which cannot run code, before the pickle
+FEATURE_FILES = ("mini_imagenet.npz", "mini_imagenet.pt", "mini_imagenet.pkl")
 _SPLIT_KEYS = (("x_train", "y_train"), ("x_val", "y_val"), ("x_test", "y_test"))
 
 

@@ -107,6 +107,23 @@ def test_pickles_are_read_only_when_allowed(tmp_path, cache_dir, digits):
     assert marker.exists()
 
 
+def test_a_converted_copy_is_read_before_the_pickle(tmp_path, cache_dir):
+    rng = np.random.default_rng(3)
+    xs, ys = split_features(rng)
+    content = {f"{kind}_{part}": value for part, x, y in zip(("train", "val", "test"), xs, ys, strict=True)
+               for kind, value in (("x", x), ("y", y))}
+    folder = tmp_path / "mini_imagenet"
+    folder.mkdir()
+    with open(folder / "mini_imagenet.pkl", "wb") as f:
+        pickle.dump(content, f)
+    # the conversion datasets/README.md gives
+    with open(folder / "mini_imagenet.pkl", "rb") as f:
+        loaded = pickle.load(f)
+    np.savez(folder / "mini_imagenet.npz", **{key: np.asarray(value) for key, value in loaded.items()})
+    data = load_mini_imagenet(tmp_path, k=3)  # no allow_pickle needed
+    assert torch.equal(data.x, torch.from_numpy(np.concatenate(xs)))
+
+
 def write_image_caches(folder, images, labels, parts=3):
     """Split ``images`` into the three cache pickles, with class_dict in the real layout."""
     folder.mkdir(parents=True, exist_ok=True)
