@@ -46,8 +46,8 @@ from brlgraph.train.published import PUBLISHED_HGB, PUBLISHED_KNN
 OURS = "brlgraph BRLFormer (ours)"
 
 
-#: the most seeds of one reproduction (far more than any table needs; the list is built
-#: and every seed's config checked before the first run)
+#: the most seeds of one reproduction: far more than any table needs, and the list of
+#: seeds is built before the first run
 MAX_SEEDS = 1000
 
 
