@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from brlgraph.cli.train import add_allow_pickle
 from brlgraph.errors import DataError
+from brlgraph.io import json_text
 
 
 def register(subparsers: Any) -> None:
@@ -44,9 +45,10 @@ def register(subparsers: Any) -> None:
     stats = add("stats", _stats, "nodes, edges, features, classes and split sizes")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    stats.add_argument("--path", default=None, help="Mini-ImageNet: its feature file or folder")
     verify = add("verify", _verify, "check checksums against the manifest and parse the files")
-    verify.add_argument("--path", default=None, help="Mini-ImageNet: its feature file or folder")
+    for p in (stats, verify):
+        p.add_argument("--path", default=None, help="Mini-ImageNet: its feature file or folder")
+        add_allow_pickle(p)
     add("download", _download, "download from the official URL (checksum-verified) into the cache")
 
 
@@ -89,8 +91,9 @@ def _labels_only_folder(name: str, root: str | None, sources: Any) -> Path | Non
 
 
 def collect_stats(name: str, root: str | None = None, seed: int = 0, path: str | None = None,
-                  progress: bool = False) -> dict[str, Any]:
-    """The statistics ``brlgraph data stats`` prints, as a dictionary."""
+                  progress: bool = False, allow_pickle: bool = False) -> dict[str, Any]:
+    """The statistics ``brlgraph data stats`` prints, as a dictionary (``allow_pickle``:
+    Mini-ImageNet's pickles may be read)."""
     from brlgraph.data import HGB_NAMES, load_20news, load_hgb, load_mini_imagenet, sources
     from brlgraph.data.hgb import label_summary
 
@@ -106,7 +109,8 @@ def collect_stats(name: str, root: str | None = None, seed: int = 0, path: str |
         return _homogeneous_stats(load_20news(root, seed=seed, progress=progress))
     if path is None:
         raise DataError(f"{name} has no standard location: pass --path to its files")
-    return _homogeneous_stats(load_mini_imagenet(path, seed=seed, progress=progress))
+    return _homogeneous_stats(load_mini_imagenet(path, seed=seed, progress=progress,
+                                                 allow_pickle=allow_pickle))
 
 
 def _hetero_stats(data: Any) -> dict[str, Any]:
@@ -143,9 +147,10 @@ def _homogeneous_stats(data: Any) -> dict[str, Any]:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    stats = collect_stats(args.name, args.root, args.seed, args.path, progress=True)
+    stats = collect_stats(args.name, args.root, args.seed, args.path, progress=True,
+                          allow_pickle=args.allow_pickle)
     if args.json:
-        print(json.dumps(stats, indent=2))
+        print(json_text(stats, indent=2))
         return 0
     print(f"{stats['name']}")
     if stats["kind"] == "hgb" and not stats["graph_files"]:
@@ -183,7 +188,7 @@ def _verify(args: argparse.Namespace) -> int:
     if not entry.get("archive"):
         if args.path is None:
             raise DataError(f"{name} has no standard location: pass --path to its files")
-        _format_check(name, args.root, args.path)
+        _format_check(name, args.root, args.path, args.allow_pickle)
         print(f"{name}: {args.path}: format ok")
         return 0
     located = sources.locate(name, args.root)
@@ -211,25 +216,27 @@ def _verify(args: argparse.Namespace) -> int:
             if (located.path / member).is_file():
                 _check_digest(located.path / member, _sha256(located.path / member), expected)
         print(f"{name}: {located.path}: member checksums ok")
-    _format_check(name, args.root, args.path)
+    _format_check(name, args.root, args.path, args.allow_pickle)
     print(f"{name}: format ok" + (" (parsed every file)" if name in HGB_NAMES else ""))
     return 0
 
 
-def _format_check(name: str, root: str | None, path: str | None) -> None:
+def _format_check(name: str, root: str | None, path: str | None, allow_pickle: bool = False) -> None:
     from brlgraph.data import HGB_NAMES, sources
-    from brlgraph.data.hgb import parse_hgb
+    from brlgraph.data.hgb import HGBFiles, parse_hgb, warn_about
     from brlgraph.data.mini_imagenet import load_mini_imagenet
     from brlgraph.data.newsgroups import read_20news_archive
 
     if name in HGB_NAMES:
         located = sources.locate(name, root)
-        parse_hgb(located.path, sources.manifest()[name]["multi_label"], name=name, progress=True)
+        processed = parse_hgb(located.path, sources.manifest()[name]["multi_label"], name=name,
+                              progress=True)
+        warn_about(HGBFiles(located.path), processed)
     elif name == "20News":
         documents, _ = read_20news_archive(sources.locate(name, root).path, progress=True)
         print(f"{name}: {len(documents):,} documents of the ten groups")
     else:
-        load_mini_imagenet(path, progress=True)
+        load_mini_imagenet(path, progress=True, allow_pickle=allow_pickle)
 
 
 def _check_digest(where: Any, digest: str, expected: str) -> None:

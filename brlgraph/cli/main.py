@@ -39,7 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except BRLGraphError as err:
-        print(f"brlgraph: error: {err}", file=sys.stderr)
+        # one line whatever the message quotes (a --set value or a file name may hold a
+        # line break): shown as \n, as the user would type it
+        message = str(err).replace("\r", "\\r").replace("\n", "\\n")
+        print(f"brlgraph: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("brlgraph: interrupted", file=sys.stderr)

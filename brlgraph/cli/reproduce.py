@@ -2,6 +2,7 @@
 
     brlgraph reproduce hgb [--datasets DBLP,ACM,IMDB,Freebase] [--seeds 5] [--jobs N] [--out DIR] [--resume]
     brlgraph reproduce knn [--datasets 20News,Mini-ImageNet] [--seeds 5] [--jobs N] [--out DIR] [--resume]
+                           [--allow-pickle]
 
 ``--seeds`` is N (seeds 1..N), a range ``6-10`` or a list ``1,4,9``.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from brlgraph.cli.train import add_allow_pickle
 from brlgraph.errors import ConfigError, DataError
 
 DEFAULT_DATASETS = {"hgb": "DBLP,ACM,IMDB,Freebase", "knn": "20News"}
@@ -47,13 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue each run from its checkpoint under --out (finished runs are "
                         "only evaluated again); use the same --out, config and --set as before")
+    add_allow_pickle(p)
     p.set_defaults(func=run)
 
 
 def parse_seeds(text: str) -> list[int]:
     """``--seeds``: ``N`` -> 1..N, ``A-B`` -> A..B, ``A,B,...`` -> those; checked by
     :func:`~brlgraph.train.runner.seed_list` (positive, distinct, at least one)."""
-    from brlgraph.train.runner import seed_list
+    from brlgraph.train.runner import MAX_SEEDS, seed_list
 
     spec = text.strip()
     try:
@@ -61,26 +64,26 @@ def parse_seeds(text: str) -> list[int]:
             seeds = [int(s) for s in spec.split(",") if s.strip()]
         elif "-" in spec:
             lo, hi = (int(s) for s in spec.split("-"))
+            if hi - lo >= MAX_SEEDS:  # refused before a huge range is built
+                raise ValueError
             seeds = list(range(lo, hi + 1))
         else:
-            seeds = list(range(1, int(spec) + 1))
+            seeds = int(spec)
         return seed_list(seeds)
     except (ValueError, ConfigError):
         raise ConfigError(f"--seeds {text}: give N (seeds 1..N), a range A-B with 1 <= A <= B, "
-                          "or distinct positive seeds A,B,...") from None
+                          f"or distinct positive seeds A,B,...; at most {MAX_SEEDS} seeds") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from brlgraph.cli.train import resolve_device
-    from brlgraph.train.config import HGB_DATASETS, KNN_DATASETS, canonical_dataset, parse_override
-    from brlgraph.train.runner import reproduce_hgb, reproduce_knn, to_markdown
+    from brlgraph.io import run_folder_lock
+    from brlgraph.train.config import HGB_DATASETS, KNN_DATASETS, build_config, canonical_dataset
 
     out = args.out or f"runs/reproduce-{args.benchmark}"
     seeds = parse_seeds(args.seeds)
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1")
-    for item in args.overrides:
-        parse_override(item)
     device = resolve_device(args.device)
     spec = args.datasets if args.datasets is not None else DEFAULT_DATASETS[args.benchmark]
     datasets = [canonical_dataset(d.strip()) for d in spec.split(",") if d.strip()]
@@ -91,10 +94,22 @@ def run(args: argparse.Namespace) -> int:
         if d not in allowed:
             raise ConfigError(f"--datasets: {d} is not a data set of `reproduce {args.benchmark}` "
                               f"({', '.join(allowed)})")
+        # every run's config is checked before the first one starts, or any folder is made
+        # (the runs of a data set differ in their seed alone)
+        for seed in {min(seeds), max(seeds)}:
+            build_config(d, None, [*args.overrides, f"seed={seed}"])
+    with run_folder_lock(out):
+        return _reproduce(args, datasets, seeds, out, device)
+
+
+def _reproduce(args: argparse.Namespace, datasets: list[str], seeds: list[int], out: str,
+               device: str) -> int:
+    from brlgraph.train.runner import reproduce_hgb, reproduce_knn, to_markdown
+
     if args.benchmark == "knn":
         frame = reproduce_knn(datasets, seeds, out, device=device, overrides=args.overrides,
                               progress=not args.quiet, jobs=args.jobs, resume=args.resume,
-                              download=args.download)
+                              download=args.download, allow_pickle=args.allow_pickle)
         print(to_markdown(frame), end="")
         if all(v == "n/a" for v in frame.iloc[0]):
             raise DataError(f"none of {', '.join(datasets)} could be run (see the errors above); "

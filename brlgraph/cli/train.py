@@ -2,7 +2,7 @@
 
     brlgraph train --dataset DBLP [--attention brl] [--config FILE.toml]
                    [--set key=value ...] [--seed N] [--device cpu|cuda]
-                   [--json] [--resume] [--out DIR]
+                   [--json] [--resume] [--out DIR] [--allow-pickle]
 
 The configuration is the data set's tuned defaults (``brlgraph/configs``), then
 ``--config``, then ``--set`` overrides, then the ``--attention``/``--seed``
@@ -10,12 +10,15 @@ flags. The run writes ``checkpoint.pt`` (resumable with ``--resume``),
 appends its result to ``results.jsonl`` and writes the test predictions in
 HGB's format into ``--out``. With ``--json`` the last line of the output is a
 JSON object of the final metrics.
+
+The configuration is checked whole before anything is written; ``--out`` is created
+only then, and is owned by the run while it trains (a second run on the same folder
+is refused).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from brlgraph.errors import ConfigError
@@ -44,7 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--download", action="store_true",
                    help="fetch the data set from its official URL (checksum-verified, into the "
                         "cache) when its files are not found locally")
+    add_allow_pickle(p)
     p.set_defaults(func=run)
+
+
+#: help of ``--allow-pickle``, the same on every command that has it
+ALLOW_PICKLE_HELP = ("read Mini-ImageNet's .pkl files; unpickling runs code from the file: "
+                     "use only with files you trust")
+
+
+def add_allow_pickle(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
 
 
 def resolve_device(name: str | None) -> str:
@@ -62,6 +75,7 @@ def resolve_device(name: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from brlgraph.io import json_text, run_folder_lock
     from brlgraph.train.config import KNN_DATASETS, build_config
     from brlgraph.train.experiment import run_experiment
     from brlgraph.train.runner import write_hgb_predictions
@@ -75,9 +89,10 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config.data.name}-{config.model.attention}-seed{config.seed}")
-    result = run_experiment(config, out, device=device, resume=args.resume, progress=not args.quiet,
-                            download=args.download)
-    write_hgb_predictions(out / f"{config.data.name}_{config.seed}.txt", result["predictions"])
+    with run_folder_lock(out):
+        result = run_experiment(config, out, device=device, resume=args.resume, progress=not args.quiet,
+                                download=args.download, allow_pickle=args.allow_pickle)
+        write_hgb_predictions(out / f"{config.data.name}_{config.seed}.txt", result["predictions"])
     m = result["metrics"]
     score = "accuracy" if config.data.name in KNN_DATASETS else "micro_f1"
     print(f"{config.data.name} ({config.model.attention}, seed {config.seed}): "
@@ -91,5 +106,5 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{100 * r['test_micro_f1']:.2f}" for r in members))
     print(f"wrote {out}/")
     if args.json:
-        print(json.dumps({k: m[k] for k in (*SUMMARY_KEYS, "test_accuracy") if k in m}))
+        print(json_text({k: m[k] for k in (*SUMMARY_KEYS, "test_accuracy") if k in m}))
     return 0

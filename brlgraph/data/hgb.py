@@ -25,7 +25,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from brlgraph.data import sources
-from brlgraph.data.cache import cached, source_key
+from brlgraph.data.cache import cached, expect, in_range, is_tensor, source_key
 from brlgraph.data.hgb_format import (
     REQUIRED_FILES,
     HGBFiles,
@@ -40,7 +40,7 @@ from brlgraph.data.hgb_format import (
     parse_links,
     parse_nodes,
 )
-from brlgraph.errors import DataError
+from brlgraph.errors import DataError, notice
 
 #: Bump when the processed layout or parsing rules change: old cache entries are ignored.
 FORMAT_VERSION = 2
@@ -93,19 +93,20 @@ def parse_hgb(path: str | os.PathLike, multi_label: bool | None = None, name: st
     from tqdm import tqdm
 
     files = HGBFiles(path)
-    bar = tqdm(total=4, desc=f"parse {files.path.name}", file=sys.stderr, disable=not progress)
-    info = parse_info(files.read("info.dat"), files.where("info.dat"))
-    nodes = parse_nodes(files.read("node.dat"), files.where("node.dat"), info)
-    bar.update(2)
-    links = parse_links(files.read("link.dat"), files.where("link.dat"), info, nodes)
-    bar.update(1)
-    raw_train, raw_test = files.read("label.dat"), files.read("label.dat.test")
-    if multi_label is None:
-        multi_label = any(b"," in line.split(b"\t")[-1] for line in raw_train.splitlines()[:1000])
-    train = parse_labels(raw_train, files.where("label.dat"), multi_label)
-    test = parse_labels(raw_test, files.where("label.dat.test"), multi_label)
-    bar.update(1)
-    bar.close()
+    # closed on an error too, so that the error starts a line of its own
+    with tqdm(total=4, desc=f"parse {files.path.name}", file=sys.stderr, disable=not progress,
+              leave=False) as bar:
+        info = parse_info(files.read("info.dat"), files.where("info.dat"))
+        nodes = parse_nodes(files.read("node.dat"), files.where("node.dat"), info)
+        bar.update(2)
+        links = parse_links(files.read("link.dat"), files.where("link.dat"), info, nodes)
+        bar.update(1)
+        raw_train, raw_test = files.read("label.dat"), files.read("label.dat.test")
+        if multi_label is None:
+            multi_label = any(b"," in line.split(b"\t")[-1] for line in raw_train.splitlines()[:1000])
+        train = parse_labels(raw_train, files.where("label.dat"), multi_label)
+        test = parse_labels(raw_test, files.where("label.dat.test"), multi_label)
+        bar.update(1)
 
     names = info.node_types
     result: dict[str, Any] = {
@@ -224,6 +225,48 @@ def _targets(info: HGBInfo, nodes: HGBNodes, train: HGBLabels, test: HGBLabels,
     }
 
 
+def check_processed(p: dict[str, Any]) -> None:
+    """Raise ValueError unless ``p`` has the layout :func:`parse_hgb` makes: what
+    :func:`to_hetero_data` and the model read, with every index in range (the check of
+    a cache entry)."""
+    expect(p["format"] == FORMAT_VERSION, f"format {p['format']!r}, not {FORMAT_VERSION}")
+    expect(isinstance(p["name"], str), "name is not a string")
+    types = p["node_types"]
+    expect(isinstance(types, list) and len(types) > 0 and all(isinstance(t, str) for t in types),
+           "node_types is not a list of names")
+    expect(set(p["num_nodes"]) == set(types) and set(p["global_id"]) == set(types)
+           and set(p["x"]) <= set(types), "the node types of num_nodes, global_id and x differ")
+    n = p["num_nodes"]
+    for t in types:
+        expect(isinstance(n[t], int) and n[t] >= 0, f"num_nodes of {t} is not a count")
+        expect(is_tensor(p["global_id"][t], 1, n[t], "int"), f"global_id of {t} is malformed")
+        if t in p["x"]:
+            expect(is_tensor(p["x"][t], 2, n[t]), f"x of {t} is malformed")
+    count = len(p["edge_types"])
+    expect(len(p["edge_index"]) == len(p["edge_weight"]) == len(p["reverse_added"]) == count,
+           "the edge lists differ in length")
+    for et, ei, ew, rev in zip(p["edge_types"], p["edge_index"], p["edge_weight"], p["reverse_added"],
+                               strict=True):
+        expect(isinstance(et, list) and len(et) == 3 and et[0] in n and et[2] in n
+               and isinstance(et[1], str), f"edge type {et!r} is malformed")
+        expect(is_tensor(ei, 2, 2, "int") and in_range(ei[0], n[et[0]]) and in_range(ei[1], n[et[2]]),
+               f"edge_index of {et} is malformed")
+        expect(ew is None or is_tensor(ew, 1, ei.shape[1], "float"), f"edge_weight of {et} is malformed")
+        expect(isinstance(rev, bool), "reverse_added is not a list of booleans")
+    target = p["target_type"]
+    expect(target in n, f"target type {target!r} is not a node type")
+    classes = p["num_classes"]
+    expect(isinstance(classes, int) and classes >= 1 and isinstance(p["class_names"], list)
+           and len(p["class_names"]) == classes, "num_classes and class_names disagree")
+    expect(isinstance(p["multi_label"], bool), "multi_label is not a boolean")
+    y = p["y"]
+    expect(is_tensor(y, 2, n[target], "float") and y.shape[1] == classes if p["multi_label"]
+           else is_tensor(y, 1, n[target], "int") and (y.numel() == 0 or int(y.max()) < classes),
+           "y is malformed")
+    for part in ("labelled", "test"):
+        expect(is_tensor(p[part], 1, None, "int") and in_range(p[part], n[target]), f"{part} is malformed")
+
+
 def to_hetero_data(processed: dict[str, Any], seed: int = 0) -> HeteroData:
     """Build the ``HeteroData`` from :func:`parse_hgb`'s dictionary, splitting with ``seed``.
 
@@ -294,8 +337,23 @@ def load_hgb(name: str, root: str | os.PathLike | None = None, seed: int = 0, *,
     processed = cached(
         name, key,
         lambda: parse_hgb(located.path, entry["multi_label"], name=name, progress=progress),
+        check_processed,
     )
+    warn_about(files, processed)
     return to_hetero_data(processed, seed)
+
+
+def warn_about(files: HGBFiles, processed: dict[str, Any]) -> None:
+    """Notices (:func:`~brlgraph.errors.notice`) on valid files that are likely a mistake,
+    at every load: an empty link.dat, and the older HGB release's label.dat.test_full."""
+    if not any(ei.shape[1] for ei, rev in zip(processed["edge_index"], processed["reverse_added"],
+                                              strict=True) if not rev):
+        notice(f"{files.where('link.dat')} holds no links: the graph has no edges, and "
+               "each node is classified from its own features alone")
+    if files.has("label.dat.test_full"):
+        notice(f"{files.where('label.dat.test_full')} is ignored: it is the older HGB release's "
+               "whole test set with randomly replaced labels (THUDM/HGB issue 30); test scores "
+               "are of label.dat.test, the part of the test set with its true labels")
 
 
 # --------------------------------------------------------------------------- helpers

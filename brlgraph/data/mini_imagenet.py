@@ -17,8 +17,11 @@ Two layouts are read:
     layer of a torchvision model; torchvision is imported only then).
 
 ``path`` is one of those files or a folder holding them (``mini_imagenet.pkl``
-or the three cache files). Pickles can run code when loaded: only load files
-you trust (``.npz`` and ``.pt`` are read without unpickling code). The graph is
+or the three cache files). Unpickling runs whatever code the file holds, so a
+pickle is read only with ``allow_pickle=True`` (the CLI's ``--allow-pickle``),
+for files you trust; without it a pickle is a :class:`~brlgraph.errors.DataError`
+saying how to go on. ``.npz`` (read without ``allow_pickle``) and ``.pt`` (read
+with ``weights_only=True``) cannot run code. The graph is
 the exact kNN graph (NodeFormer's: Euclidean, ``k=5``, self included, directed)
 and the split random 50/25/25 from ``seed``. Image-derived features and kNN
 graphs are cached under ``BRLGRAPH_CACHE``.
@@ -39,24 +42,29 @@ from torch_geometric.data import Data
 
 from brlgraph.data import sources
 from brlgraph.data.cache import cached, source_key
-from brlgraph.data.splits import knn_node_data
+from brlgraph.data.splits import check_node_features, knn_node_data
 from brlgraph.errors import ConfigError, DataError
 
 NAME = "Mini-ImageNet"
 FORMAT_VERSION = 1
 CACHE_FILES = tuple(f"mini-imagenet-cache-{part}.pkl" for part in ("train", "val", "test"))
-FEATURE_FILES = ("mini_imagenet.pkl", "mini_imagenet.pt", "mini_imagenet.npz")
+#: looked for in this order: a converted copy, which cannot run code, before the pickle
+FEATURE_FILES = ("mini_imagenet.npz", "mini_imagenet.pt", "mini_imagenet.pkl")
 _SPLIT_KEYS = (("x_train", "y_train"), ("x_val", "y_val"), ("x_test", "y_test"))
 
 
 def load_mini_imagenet(path: str | os.PathLike | None = None, k: int = 5, seed: int = 0, *,
                        root: str | os.PathLike | None = None, features: str = "pca", pca_dim: int = 128,
                        weights: str | None = None, metric: str = "euclidean", loop: bool = True,
-                       symmetric: bool = False, progress: bool = False) -> Data:
+                       symmetric: bool = False, progress: bool = False,
+                       allow_pickle: bool = False) -> Data:
     """Mini-ImageNet kNN graph from a feature file or the image caches (see module docstring).
 
     ``path`` is a file or folder; ``None`` looks for the folder ``mini-imagenet/`` under
     ``root``, ``BRLGRAPH_DATA`` and the download cache (:func:`~brlgraph.data.sources.locate`).
+    ``allow_pickle=True`` lets pickle files be read: only for files you trust (unpickling
+    runs code from the file). Image caches already processed into the cache are not
+    read again.
     """
     if path is None:
         located = sources.locate(NAME, root)
@@ -70,16 +78,16 @@ def load_mini_imagenet(path: str | os.PathLike | None = None, k: int = 5, seed: 
                          weights=str(weights))
 
         def build() -> dict[str, Any]:
-            images, labels, classes = read_image_caches(files)
+            images, labels, classes = read_image_caches(files, allow_pickle=allow_pickle)
             # The PCA's own random draw is fixed, so every split seed shares one cache entry.
             x = image_features(images, features, pca_dim=pca_dim, weights=weights,
                                progress=progress)
             return {"x": torch.from_numpy(x), "y": torch.from_numpy(labels), "class_names": classes}
 
-        processed = cached(NAME, key, build)
+        processed = cached(NAME, key, build, check_node_features)
     else:
         key = source_key(files, FORMAT_VERSION)
-        x, labels = read_feature_file(files[0])
+        x, labels = read_feature_file(files[0], allow_pickle=allow_pickle)
         processed = {"x": torch.from_numpy(x), "y": torch.from_numpy(labels),
                      "class_names": [str(c) for c in range(int(labels.max()) + 1)]}
     return knn_node_data(NAME, processed, key, version=FORMAT_VERSION, k=k, metric=metric,
@@ -89,10 +97,20 @@ def load_mini_imagenet(path: str | os.PathLike | None = None, k: int = 5, seed: 
 # --------------------------------------------------------------------------- (a) feature files
 
 
-def read_feature_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Features (float32 [N, d]) and labels (int64 [N]) from a .npz, .pt or pickle file."""
+def refuse_pickle(path: Path) -> DataError:
+    """The error of a pickle read without ``allow_pickle``."""
+    return DataError(f"{path} is read as a pickle, and unpickling runs whatever code the file holds; "
+                     "convert it to .npz (numpy.savez with features= and labels=) or, for a "
+                     "file you trust, pass --allow-pickle (allow_pickle=True)")
+
+
+def read_feature_file(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Features (float32 [N, d]) and labels (int64 [N]) from a .npz, .pt or pickle file
+    (a pickle only with ``allow_pickle``: see the module docstring)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in (".npz", ".pt") and not allow_pickle:
+        raise refuse_pickle(path)
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
@@ -153,10 +171,13 @@ def _labels(value: Any, path: Path, key: str) -> np.ndarray:
 # --------------------------------------------------------------------------- (b) image caches
 
 
-def read_image_caches(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images (uint8 [N, H, W, C]), labels and class names from the cache pickles, in order."""
+def read_image_caches(paths: list[Path], allow_pickle: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images (uint8 [N, H, W, C]), labels and class names from the cache pickles, in order
+    (only with ``allow_pickle``: see the module docstring)."""
     parts = []
     for path in paths:
+        if not allow_pickle:
+            raise refuse_pickle(path)
         try:
             with open(path, "rb") as f:
                 content = pickle.load(f)

@@ -28,7 +28,7 @@ from torch_geometric.data import Data
 
 from brlgraph.data import sources
 from brlgraph.data.cache import cached, source_key
-from brlgraph.data.splits import knn_node_data
+from brlgraph.data.splits import check_node_features, knn_node_data
 from brlgraph.errors import DataError
 
 NAME = "20News"
@@ -106,7 +106,7 @@ def load_20news(root: str | os.PathLike | None = None, k: int = 5, seed: int = 0
             documents, labels = _from_sklearn(root)
             return _processed(documents, labels)
 
-    processed = cached(NAME, key, build)
+    processed = cached(NAME, key, build, check_node_features)
     return knn_node_data(NAME, processed, key, version=FORMAT_VERSION, k=k, metric=metric,
                          loop=loop, symmetric=symmetric, seed=seed)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from brlgraph.errors import DataError
+from brlgraph.io import file_mode
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
 _CHUNK = 1 << 20
@@ -174,6 +175,7 @@ def _download_to(url: str, target: Path, entry: dict[str, Any], *, progress: boo
 
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.fchmod(fd, file_mode())  # the archive is kept: the umask's mode, not mkstemp's 0600
     tmp = Path(tmp_name)
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "brlgraph"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch_geometric.data import Data
 
-from brlgraph.data.cache import cached, source_key
+from brlgraph.data.cache import cached, expect, in_range, is_tensor, source_key
 from brlgraph.data.knn import knn_graph
 
 
@@ -30,6 +30,15 @@ def random_split_masks(
     return masks[0], masks[1], masks[2]
 
 
+def check_node_features(p: dict) -> None:
+    """Raise ValueError unless ``p`` holds what :func:`knn_node_data` reads: ``x`` [N, d],
+    integer ``y`` [N] indexing ``class_names`` (the check of a cache entry)."""
+    x, y, names = p["x"], p["y"], p["class_names"]
+    expect(is_tensor(x, 2) and x.shape[0] > 0, "x is not a non-empty feature matrix")
+    expect(isinstance(names, list) and all(isinstance(c, str) for c in names), "class_names is not a list of names")
+    expect(is_tensor(y, 1, x.shape[0], "int") and in_range(y, len(names)), "y is malformed")
+
+
 def knn_node_data(
     name: str,
     processed: dict,
@@ -52,7 +61,9 @@ def knn_node_data(
     key = source_key([], version, features=features_key, k=k, metric=metric, loop=loop,
                      symmetric=symmetric)
     graph = cached(f"{name}_knn", key, lambda: {
-        "edge_index": knn_graph(x, k, metric=metric, loop=loop, symmetric=symmetric)})
+        "edge_index": knn_graph(x, k, metric=metric, loop=loop, symmetric=symmetric)},
+        lambda g: expect(is_tensor(g["edge_index"], 2, 2, "int") and in_range(g["edge_index"], x.shape[0]),
+                         "edge_index is not [2, E] of node indices"))
     train, val, test = random_split_masks(x.shape[0], seed)
     return Data(
         x=x.float(), edge_index=graph["edge_index"], y=processed["y"],

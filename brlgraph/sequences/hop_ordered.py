@@ -113,9 +113,9 @@ def hop_ordered_sequences(
         :class:`NodeSequences` with tensors [T, S].
     """
     if seq_len < 1:
-        raise ConfigError(f"seq_len must be >= 1, got {seq_len}")
+        raise ConfigError(f"sequences.seq_len (seq_len=) must be >= 1, got {seq_len}")
     if max_hops < 0:
-        raise ConfigError(f"max_hops must be >= 0, got {max_hops}")
+        raise ConfigError(f"sequences.max_hops (max_hops=) must be >= 0, got {max_hops}")
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
     if node_type is not None:

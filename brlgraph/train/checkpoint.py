@@ -106,6 +106,45 @@ def load_checkpoint(path: str | Path, config: dict[str, Any] | None = None) -> d
     return state
 
 
+def restore_state(path: str | Path, state: dict[str, Any], model: torch.nn.Module,
+                  optimizer: torch.optim.Optimizer, scheduler: Any, ema: bool = False) -> None:
+    """Load the model, optimiser, schedule and RNG states of ``state`` (read from ``path``)
+    into the live objects, after checking every part a resumed run will use.
+
+    A checkpoint can pass its fingerprint and still not fit (edited, or written by a
+    different version of the model code): a missing entry, another tensor shape, an
+    optimiser state of other sizes. Each is a :class:`CheckpointError` naming the
+    file, raised before training goes on."""
+    try:
+        for key, kind in (("epoch", int), ("stopped", bool), ("seconds", float), ("history", list),
+                          ("best", dict)):
+            if not isinstance(state[key], kind):
+                raise TypeError(f"'{key}' is {type(state[key]).__name__}, not {kind.__name__}")
+        best = state["best"]
+        if not (isinstance(best["epoch"], int) and len(best["score"]) == 2
+                and isinstance(best["metrics"], dict)):
+            raise ValueError("'best' is malformed")
+        # torch checks every key and shape; the live weights are loaded last
+        for extra in (best["model"], state["ema"] if ema else None):
+            if extra is not None:
+                model.load_state_dict(extra)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # load_state_dict checks counts, not shapes
+            for param in group["params"]:
+                for name, value in optimizer.state.get(param, {}).items():
+                    if torch.is_tensor(value) and value.dim() and value.shape != param.shape:
+                        raise ValueError(f"optimizer state '{name}' has shape {tuple(value.shape)}, "
+                                         f"its parameter {tuple(param.shape)}")
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+        what = f"missing entry {err}" if isinstance(err, KeyError) else " ".join(str(err).split())
+        what = what if len(what) <= 300 else what[:300] + "..."  # torch lists every key
+        raise CheckpointError(f"checkpoint {path} cannot be restored ({type(err).__name__}: {what}); "
+                              "delete it, or run without --resume to start afresh") from None
+
+
 def fingerprint_differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(key, checkpoint's value, this run's value) for every key on which two flat
     fingerprints differ.

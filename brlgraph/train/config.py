@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -169,8 +170,16 @@ def _fraction() -> tuple[Callable[[Any], bool], str]:
     return (lambda v: 0.0 <= v < 1.0), "in [0, 1)"
 
 
+SEED_MAX = 2**32 - 1
+#: the largest value of every other integer key: far above any useful size, and small
+#: enough that no product of two sizes overflows torch's 64-bit indices
+INT_MAX = 2**31 - 1
+
 #: keys whose values must lie in a range: key -> (test, what the range is)
 BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    # the seeds derived from these stay within the 64 bits torch's generators take
+    "seed": (lambda v: 0 <= v <= SEED_MAX, f"in 0..{SEED_MAX}"),
+    "data.split_seed": (lambda v: v is None or 0 <= v <= SEED_MAX, f"unset or in 0..{SEED_MAX}"),
     "data.knn_k": _at_least(1),
     "sequences.seq_len": _at_least(1),
     "sequences.max_hops": _at_least(1),
@@ -243,6 +252,8 @@ def _check_type(value: Any, tp: Any, key: str, source: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # TOML has nan and inf; no key means either
+                raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
@@ -271,7 +282,14 @@ def _apply(cfg: Config, key: str, value: Any, source: str) -> None:
         raise ConfigError(f"{source}: '{key}' must be one of {', '.join(CHOICES[key])}, got {value!r}")
     if key in BOUNDS and not BOUNDS[key][0](value):
         raise ConfigError(f"{source}: '{key}' must be {BOUNDS[key][1]}, got {value!r}")
+    if _too_large(key, value):
+        raise ConfigError(f"{source}: '{key}' must be at most {INT_MAX}, got {value!r}")
     setattr(target, name, value)
+
+
+def _too_large(key: str, value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and value > INT_MAX
+            and key not in ("seed", "data.split_seed"))
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -368,6 +386,11 @@ def validate(cfg: Config) -> Config:
     ``sequences.seq_len`` on 20News, ``data.knn_k`` on DBLP and ``train.positive_weight``
     on a single-label data set are errors naming the key, not silently ignored."""
     flat = _flatten(cfg.to_dict())
+    for key, value in flat.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
+        if _too_large(key, value):
+            raise ConfigError(f"'{key}' must be at most {INT_MAX}, got {value!r}")
     for key, (ok, what) in BOUNDS.items():
         if not ok(flat[key]):
             raise ConfigError(f"'{key}' must be {what}, got {flat[key]!r}")

@@ -18,7 +18,6 @@ mean probability (a deep ensemble; member 0 is the one-model run).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 
 from brlgraph.errors import DataError
 from brlgraph.graph import GraphView
-from brlgraph.io import append_line
+from brlgraph.io import append_line, json_text
 from brlgraph.seeding import derive_seed, seed_everything
 from brlgraph.sequences import HopSequenceSampler, hop_ordered_sequences, node_order
 from brlgraph.train.config import HGB_DATASETS, Config, validate
@@ -41,17 +40,19 @@ from brlgraph.train.metrics import (
 )
 
 
-def load_dataset(config: Config, download: bool = False):
+def load_dataset(config: Config, download: bool = False, allow_pickle: bool = False):
     """The data set of ``config`` with the split of ``config.split_seed`` (``data.split_seed``,
     or the run seed when it is unset). With ``download``, a data set whose files are not
-    found locally is fetched from its official URL first (checksum-verified, into the cache)."""
+    found locally is fetched from its official URL first (checksum-verified, into the cache).
+    ``allow_pickle``: Mini-ImageNet's pickles may be read
+    (unpickling runs code from the file)."""
     from brlgraph.data import load_20news, load_hgb, load_mini_imagenet
 
     name, seed = config.data.name, config.split_seed
     if name in HGB_DATASETS:
         return load_hgb(name, seed=seed, download=download, progress=download)
     if name == "Mini-ImageNet":
-        return load_mini_imagenet(k=config.data.knn_k, seed=seed)
+        return load_mini_imagenet(k=config.data.knn_k, seed=seed, allow_pickle=allow_pickle)
     return load_20news(k=config.data.knn_k, seed=seed, download=download, progress=download)
 
 
@@ -229,7 +230,7 @@ def member_checkpoint(out: Path, member: int) -> Path:
 
 def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume: bool = False,
                    progress: bool = True, results_file: str | Path | None = None,
-                   on_epoch_end=None, download: bool = False) -> dict[str, Any]:
+                   on_epoch_end=None, download: bool = False, allow_pickle: bool = False) -> dict[str, Any]:
     """Train and evaluate ``config``; write ``out``/checkpoint.pt and append a results line.
 
     Returns ``{"metrics": {...}, "predictions": {...}, "config": {...}}``; the metrics
@@ -246,11 +247,12 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
     members' mean probability (:func:`~brlgraph.train.metrics.ensemble_logits`);
     ``epochs`` and ``seconds`` add up over the members, ``best_epoch`` is member 0's,
     and the record's ``members`` holds each member's own seed, epochs and scores.
+    ``allow_pickle`` goes to :func:`load_dataset`.
     """
     out = Path(out)
     seed_everything(config.seed, config.train.deterministic)
     t0 = time.perf_counter()
-    data = load_dataset(config, download)
+    data = load_dataset(config, download, allow_pickle)
     setup_seconds = time.perf_counter() - t0
     members = config.train.ensemble
     logits: dict[str, list[torch.Tensor]] = {"val": [], "test": []}
@@ -291,6 +293,6 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
     if member_records:
         record["members"] = member_records
     results = Path(results_file) if results_file is not None else out / "results.jsonl"
-    append_line(results, json.dumps(record, sort_keys=True))
+    append_line(results, json_text(record, sort_keys=True))
     return {"metrics": metrics, "predictions": task.predictions("test", combined["test"]),
             "config": config.to_dict(), "history": summaries[0]["history"], "record": record}

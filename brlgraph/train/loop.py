@@ -31,7 +31,8 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
-from brlgraph.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from brlgraph.errors import TrainingError
+from brlgraph.train.checkpoint import load_checkpoint, restore_state, rng_state, save_checkpoint
 from brlgraph.train.config import Config, TrainConfig
 
 
@@ -103,6 +104,18 @@ def weights_swapped(model: torch.nn.Module, state: dict[str, torch.Tensor] | Non
         model.load_state_dict(live)
 
 
+def diverged_message(loss: float, epoch: int, step: int, cfg: TrainConfig,
+                     checkpoint: str | Path | None) -> str:
+    """What :func:`fit` says when the loss stops being a number."""
+    kept = ""
+    if checkpoint is not None:
+        kept = (f"; {checkpoint} holds epoch {epoch - 1}, the last finished one" if epoch > 1
+                else "; no epoch finished, so this run wrote no checkpoint")
+    return (f"training diverged: the loss is {loss} at epoch {epoch}, step {step}{kept}. "
+            f"The learning rate is the likely cause: lower train.lr (now {cfg.lr:g})"
+            + ("" if cfg.grad_clip > 0 else " or set train.grad_clip (now 0, no clipping)"))
+
+
 def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume: bool = False,
         progress: bool = True, on_epoch_end: Callable[[int, dict], None] | None = None,
         desc: str | None = None) -> dict[str, Any]:
@@ -121,10 +134,7 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
     average = copy.deepcopy(model.state_dict()) if cfg.ema > 0 else None
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, config.to_dict())
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+        restore_state(checkpoint, state, model, optimizer, scheduler, ema=average is not None)
         epoch, stopped, history, best = state["epoch"], state["stopped"], state["history"], state["best"]
         seconds = state["seconds"]
         if average is not None:
@@ -136,8 +146,11 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
         t0 = time.perf_counter()
         model.train()
         total, count = 0.0, 0
-        for batch in task.train_batches(epoch):
+        for step, batch in enumerate(task.train_batches(epoch)):
             loss = task.loss(batch)
+            if not torch.isfinite(loss):  # stop before the step spreads it into the weights
+                bar.close()
+                raise TrainingError(diverged_message(loss.item(), epoch + 1, step + 1, cfg, checkpoint))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

@@ -40,22 +40,28 @@ from typing import Any
 import pandas as pd
 
 from brlgraph.errors import ConfigError, DataError
-from brlgraph.io import append_line, atomic_write
+from brlgraph.io import append_line, atomic_write, json_text, run_folder_lock
 from brlgraph.train.published import PUBLISHED_HGB, PUBLISHED_KNN
 
 OURS = "brlgraph BRLFormer (ours)"
 
 
+#: the most seeds of one reproduction: far more than any table needs, and the list of
+#: seeds is built before the first run
+MAX_SEEDS = 1000
+
+
 def seed_list(seeds: int | Sequence[int]) -> list[int]:
     """The seeds of a reproduction: ``N`` means 1..N; a sequence is taken as given
-    (positive, no repeats: a repeated seed would count one run twice in the mean)."""
+    (positive, no repeats: a repeated seed would count one run twice in the mean;
+    at most :data:`MAX_SEEDS`)."""
     if isinstance(seeds, int):
-        if seeds < 1:
-            raise ConfigError(f"seeds: need at least 1, got {seeds}")
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise ConfigError(f"seeds: need 1..{MAX_SEEDS} seeds, got {seeds}")
         return list(range(1, seeds + 1))
     out = [int(s) for s in seeds]
-    if not out or min(out) < 1 or len(set(out)) != len(out):
-        raise ConfigError(f"seeds: need distinct positive seeds, got {list(seeds)}")
+    if not out or min(out) < 1 or len(set(out)) != len(out) or len(out) > MAX_SEEDS:
+        raise ConfigError(f"seeds: need 1..{MAX_SEEDS} distinct positive seeds, got {list(seeds)}")
     return out
 
 
@@ -150,10 +156,11 @@ def write_table(out: Path, stem: str, frame: pd.DataFrame) -> None:
 
 
 def write_scores(path: str | Path, scores: dict[str, list[dict[str, Any]]]) -> None:
-    """Every seed's numeric metrics per data set as JSON (NaN and non-numbers dropped)."""
+    """Every seed's numeric metrics per data set as JSON (NaN, infinities and non-numbers
+    dropped: JSON has no word for the first two)."""
     with atomic_write(path) as f:
         json.dump({d: [{k: v for k, v in r.items() if isinstance(v, (int, float))
-                        and not (isinstance(v, float) and math.isnan(v))} for r in rs]
+                        and (not isinstance(v, float) or math.isfinite(v))} for r in rs]
                    for d, rs in scores.items()}, f, indent=1)
 
 
@@ -166,16 +173,19 @@ def write_hgb_predictions(path: str | Path, predictions: dict[str, Any]) -> None
 
 def _train_one(dataset: str, seed: int, overrides: Sequence[str], out: Path, device: str,
                progress: bool, results_file: Path | None, resume: bool = False,
-               download: bool = False) -> dict[str, Any]:
+               download: bool = False, allow_pickle: bool = False) -> dict[str, Any]:
     """One reproduction run: the data set's tuned config at ``seed`` (also its split seed);
-    ``resume`` continues from the run folder's checkpoint where there is one."""
+    ``resume`` continues from the run folder's checkpoint where there is one. The run
+    holds its folder's lock (:func:`~brlgraph.io.run_folder_lock`) while it trains."""
     from brlgraph.train.config import build_config
     from brlgraph.train.experiment import run_experiment
 
     config = build_config(dataset, None, [*overrides, f"seed={seed}"])
-    result = run_experiment(config, out / "runs" / f"{config.data.name}-seed{seed}", device=device,
-                            resume=resume, progress=progress, results_file=results_file,
-                            download=download)
+    folder = out / "runs" / f"{config.data.name}-seed{seed}"
+    with run_folder_lock(folder):
+        result = run_experiment(config, folder, device=device, resume=resume, progress=progress,
+                                results_file=results_file, download=download,
+                                allow_pickle=allow_pickle)
     return {**result, "dataset": config.data.name, "attention": config.model.attention}
 
 
@@ -188,7 +198,7 @@ def _init_worker(threads: int | None) -> None:
 
 def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Path, device: str,
              progress: bool, jobs: int, resume: bool = False,
-             download: bool = False) -> Iterator[tuple[str, int, dict[str, Any] | DataError]]:
+             download: bool = False, allow_pickle: bool = False) -> Iterator[tuple[str, int, dict[str, Any] | DataError]]:
     """Train every (data set, seed) of ``runs``; yield (data set, seed, result) as each
     ends (in order when ``jobs`` = 1). A data set whose files cannot be read yields its
     DataError once, for its first failing seed, and no more runs (one by one, its other
@@ -200,11 +210,12 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
                 continue
             try:
                 yield dataset, seed, _train_one(dataset, seed, overrides, out, device, progress,
-                                                out / "results.jsonl", resume, download)
+                                                out / "results.jsonl", resume, download, allow_pickle)
             except DataError as err:
                 failed.add(dataset)
                 yield dataset, seed, err
         return
+    jobs = min(jobs, len(runs))  # a process more than there are runs would only start and wait
     threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, (os.cpu_count() or 1) // jobs)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(threads,))
@@ -212,7 +223,7 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
         # each run writes its record into its own folder; this process alone appends to
         # the shared results.jsonl, so no line is lost to two writers
         futures = {pool.submit(_train_one, dataset, seed, overrides, out, device, False, None, resume,
-                               download): (dataset, seed)
+                               download, allow_pickle): (dataset, seed)
                    for dataset, seed in runs}
         for future in as_completed(futures):
             dataset, seed = futures[future]
@@ -223,7 +234,7 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
                     failed.add(dataset)
                     yield dataset, seed, err
                 continue
-            append_line(out / "results.jsonl", json.dumps(result["record"], sort_keys=True))
+            append_line(out / "results.jsonl", json_text(result["record"], sort_keys=True))
             yield dataset, seed, result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -232,7 +243,8 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
 def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
                   overrides: Sequence[str] = (), progress: bool = True,
                   log: Callable[[str], None] | None = None, jobs: int = 1,
-                  resume: bool = False, download: bool = False) -> pd.DataFrame:
+                  resume: bool = False, download: bool = False,
+                  allow_pickle: bool = False) -> pd.DataFrame:
     """Train every data set once per seed (``seeds``: see :func:`seed_list`; ``jobs``
     runs at once); write the table and prediction files into ``out``. With ``resume``
     each run continues from its checkpoint in ``out``/runs (a finished run is only
@@ -243,7 +255,8 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
     attention = "brl"
     seeds = seed_list(seeds)
     runs = [(d, seed) for d in datasets for seed in seeds]
-    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume, download):
+    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume,
+                                          download, allow_pickle):
         if isinstance(result, DataError):
             log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
             continue
@@ -270,18 +283,21 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
 def reproduce_knn(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
                   overrides: Sequence[str] = (), progress: bool = True,
                   log: Callable[[str], None] | None = None, jobs: int = 1,
-                  resume: bool = False, download: bool = False) -> pd.DataFrame:
+                  resume: bool = False, download: bool = False,
+                  allow_pickle: bool = False) -> pd.DataFrame:
     """kNN graphs (20News, Mini-ImageNet) as one sequence: test accuracy over one random
     50/25/25 split per seed (``seeds``: see :func:`seed_list`; ``jobs`` runs at once;
     ``resume`` as in :func:`reproduce_hgb`), beside NodeFormer's published accuracy.
-    A data set that cannot be loaded is reported as one line and shows "n/a"."""
+    A data set that cannot be loaded is reported as one line and shows "n/a".
+    ``allow_pickle`` lets Mini-ImageNet's pickles be read (unpickling runs code from the file)."""
     log = log or (lambda line: print(line, file=sys.stderr))
     out = Path(out)
     done: dict[tuple[str, int], dict[str, Any]] = {}
     attention = "brl"
     seeds = seed_list(seeds)
     runs = [(d, seed) for d in datasets for seed in seeds]
-    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume, download):
+    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume,
+                                          download, allow_pickle):
         if isinstance(result, DataError):
             log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
             continue

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from brlgraph.cli import data as data_cli
 from brlgraph.cli.main import main
+from tests.data.hgb_samples import SMALL_FILES, write_hgb
 
 
 def run_data(argv, capsys):
@@ -70,3 +74,38 @@ def test_errors_exit_non_zero_without_traceback(tmp_path, cache_dir, capsys, mon
     assert "unknown data set" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["data", "stats"])
+
+
+def test_an_error_during_parsing_starts_a_line_of_its_own(tmp_path, cache_dir, capsys):
+    bad_links = SMALL_FILES["link.dat"] + "3\t66\t0\t1.0\n"  # node 66 does not exist
+    write_hgb(tmp_path / "hgb" / "DBLP", {**SMALL_FILES, "link.dat": bad_links})
+    assert main(["data", "stats", "DBLP", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "parse DBLP" in err  # the progress bar was drawn ...
+    # ... and cleared: the error is alone on its line, as the terminal shows it
+    shown = [line.split("\r")[-1] for line in err.split("\n") if line.split("\r")[-1].strip()]
+    assert len(shown) == 1 and shown[0].startswith("brlgraph: error: ") and "node 66" in shown[0]
+
+
+class RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("action", ["stats", "verify"])
+def test_mini_imagenet_pickles_need_allow_pickle(tmp_path, cache_dir, capsys, action):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "mini_imagenet.pkl"
+    rng = np.random.default_rng(0)
+    with open(path, "wb") as f:
+        pickle.dump({"features": rng.standard_normal((12, 3)), "labels": rng.integers(0, 2, 12),
+                     "extra": RunsCode(marker)}, f)
+    assert main(["data", action, "Mini-ImageNet", "--path", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "--allow-pickle" in lines[0]
+    assert not marker.exists()
+    assert main(["data", action, "Mini-ImageNet", "--path", str(path), "--allow-pickle"]) == 0
+    assert marker.exists()

@@ -49,7 +49,8 @@ def test_gaps_are_our_shown_mean_minus_each_published_row():
 
 def test_scores_file_keeps_the_numbers_of_every_seed(tmp_path):
     write_scores(tmp_path / "s.json", {"20News": [{"test_accuracy": 0.68, "epochs": 300, "val_loss": math.nan,
-                                                   "note": "text"}, {"test_accuracy": 0.66, "epochs": 250}]})
+                                                   "note": "text", "train_loss": math.inf},
+                                                  {"test_accuracy": 0.66, "epochs": 250}]})
     assert json.loads((tmp_path / "s.json").read_text()) == {
         "20News": [{"test_accuracy": 0.68, "epochs": 300}, {"test_accuracy": 0.66, "epochs": 250}]}
 
@@ -157,7 +158,7 @@ def test_reproduce_runs_exactly_the_given_seeds_in_their_order(tmp_path, monkeyp
     calls = []
 
     def fake_train(dataset, seed, overrides, out, device, progress, results_file, resume=False,
-                   download=False):
+                   download=False, allow_pickle=False):
         calls.append((dataset, seed))
         m = {"test_micro_f1": seed / 100, "test_macro_f1": seed / 200, "epochs": seed, "seconds": 1.0}
         return {"metrics": m, "dataset": dataset, "attention": "brl", "record": {"seed": seed},
@@ -228,3 +229,76 @@ def test_reproduce_keeps_member_zero_of_an_ensemble_beside_the_ensemble(tmp_path
     assert [s["one_model_test_macro_f1"] for s in scores] == [0.71, 0.72]
     assert frame.iloc[1]["ACM Macro-F1"] == "71.50 ± 0.71" and frame.iloc[0]["ACM Macro-F1"] == "80.00 ± 0.00"
     assert "ensemble of 2; member 0 alone 90.00 / 71.00" in lines[0]
+
+
+# --------------------------------------------------------------------------- hostile inputs
+
+
+def _error_lines(capsys) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith("brlgraph: error:")]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_value_out_of_range_is_one_line_before_any_folder(tmp_path, monkeypatch, capsys, jobs):
+    monkeypatch.setenv("BRLGRAPH_DATA", str(tmp_path / "empty"))
+    out = tmp_path / "rep"
+    for item in ("train.epochs=0", "model.dropout=1.5", "train.lr=-0.01"):
+        assert main(["reproduce", "hgb", "--datasets", "DBLP,ACM", "--seeds", "3", "--jobs", jobs,
+                     "--set", item, "--out", str(out)]) == 2
+        [line] = _error_lines(capsys)
+        assert item.split("=")[0] in line
+        assert not out.exists()
+    assert main(["reproduce", "hgb", "--datasets", "ACM", "--seeds", "4294967290-4294967296",
+                 "--out", str(out)]) == 2
+    [line] = _error_lines(capsys)
+    assert "'seed' must be in 0..4294967295, got 4294967296" in line and not out.exists()
+
+
+def test_too_many_seeds_are_refused_before_the_list_is_built(capsys):
+    for spec in ("1-100000000000", "100000000000", "1001"):
+        assert main(["reproduce", "hgb", "--seeds", spec]) == 2
+        [line] = _error_lines(capsys)
+        assert f"--seeds {spec}" in line and "at most 1000 seeds" in line
+
+
+def test_reproduce_folders_are_owned_by_one_run(tmp_path, monkeypatch, capsys, cache_dir):
+    from brlgraph.io import run_folder_lock
+
+    monkeypatch.setenv("BRLGRAPH_DATA", str(tmp_path / "empty"))
+    out = tmp_path / "rep"
+    argv = ["reproduce", "hgb", "--datasets", "DBLP", "--seeds", "1", "--out", str(out), "--quiet"]
+    with run_folder_lock(out):  # another reproduction writing the same tables
+        assert main(argv) == 2
+        [line] = _error_lines(capsys)
+        assert f"output folder {out} is in use by another run" in line
+    run = out / "runs" / "DBLP-seed1"
+    run.mkdir(parents=True)
+    with run_folder_lock(run):  # a train --out of one of its runs
+        assert main(argv) == 2
+        [line] = _error_lines(capsys)
+        assert f"output folder {run} is in use by another run" in line
+
+
+def test_reproduce_knn_reads_a_mini_imagenet_pickle_only_when_allowed(tmp_path, monkeypatch, capsys,
+                                                                      cache_dir):
+    import pickle
+
+    import numpy as np
+
+    folder = tmp_path / "data" / "mini-imagenet"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 40)
+    with open(folder / "mini_imagenet.pkl", "wb") as f:
+        pickle.dump({"features": rng.standard_normal((40, 4)) + labels[:, None], "labels": labels}, f)
+    monkeypatch.setenv("BRLGRAPH_DATA", str(tmp_path / "data"))
+    argv = ["reproduce", "knn", "--datasets", "Mini-ImageNet", "--seeds", "1", "--quiet",
+            "--set", "train.epochs=2", "--set", "model.hidden_channels=16", "--set", "model.gnn_layers=1"]
+    assert main([*argv, "--out", str(tmp_path / "refused")]) == 2
+    lines = _error_lines(capsys)
+    assert "mini_imagenet.pkl is read as a pickle" in lines[0] and "--allow-pickle" in lines[0]
+    assert main([*argv, "--allow-pickle", "--out", str(tmp_path / "allowed")]) == 0
+    scores = json.loads((tmp_path / "allowed" / "knn_scores.json").read_text())["Mini-ImageNet"]
+    assert len(scores) == 1 and 0 <= scores[0]["test_accuracy"] <= 1

@@ -100,6 +100,11 @@ def test_json_last_line_and_outputs(tmp_path, dblp_cache):
     assert record["metrics"]["test_micro_f1"] == last["test_micro_f1"]
     rows = (out / "DBLP_3.txt").read_text().splitlines()
     assert len(rows) == 2840 and all(len(r.split("\t")) == 4 for r in rows)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("DBLP_3.txt", "checkpoint.pt", "results.jsonl"):  # as the umask says, not 0600
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask
+    assert not (out / ".lock").exists()
 
 
 def test_ensemble_run_names_its_members(capsys, tmp_path, monkeypatch, dblp_cache):
@@ -150,3 +155,132 @@ def test_download_fetches_a_data_set_found_nowhere_and_trains(tmp_path, monkeypa
     assert main([*argv, "--download"]) == 0
     assert (tmp_path / "cache" / "downloads" / "hgb" / "ACM.zip").is_file()
     assert "ACM (brl, seed 0): test Micro-F1" in capsys.readouterr().out
+# --------------------------------------------------------------------------- hostile inputs
+
+
+@pytest.fixture
+def no_data(tmp_path, monkeypatch, cache_dir):
+    """An empty data folder: a run that got as far as loading its data fails there."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("BRLGRAPH_DATA", str(empty))
+    monkeypatch.setenv("SCIKIT_LEARN_DATA", str(empty))
+    monkeypatch.chdir(tmp_path)
+    return empty
+
+
+@pytest.mark.parametrize("item, words", [
+    ("train.lr=-0.01", ["'train.lr'", "(0, 1]", "-0.01"]),
+    ("train.lr=1e3", ["'train.lr'", "(0, 1]", "1000.0"]),
+    ("train.batch_size=0", ["'train.batch_size'", ">= 1", "got 0"]),
+    ("train.batch_size=-5", ["'train.batch_size'", ">= 1", "got -5"]),
+    ("model.hidden_channels=0", ["'model.hidden_channels'", ">= 1", "got 0"]),
+    ("model.dropout=1.5", ["'model.dropout'", "[0, 1)", "1.5"]),
+    ("train.weight_decay=-1", ["'train.weight_decay'", ">= 0", "-1"]),
+    ("train.epochs=0", ["'train.epochs'", ">= 1", "got 0"]),
+    ("train.epochs=-1", ["'train.epochs'", ">= 1", "got -1"]),
+    ("train.grad_clip=inf", ["'train.grad_clip'", "finite", "inf"]),
+    ("seed=-1", ["'seed'", "0..4294967295", "-1"]),
+])
+def test_a_value_out_of_range_is_one_line_and_makes_no_folder(capsys, tmp_path, no_data, item, words):
+    out = tmp_path / "out"
+    line = _one_error_line(capsys, ["train", "--dataset", "DBLP", "--set", item, "--out", str(out)])
+    for word in words:
+        assert word in line
+    assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+def _unwritable_folder(tmp_path):
+    """A folder this process cannot create files in: read-only, or for root sysfs."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    return "/sys"
+
+
+@pytest.mark.parametrize("case", ["a file", "a folder without write permission", "/dev/null/run"])
+def test_an_unusable_out_is_one_line(capsys, tmp_path, no_data, case):
+    (tmp_path / "file").write_text("x")
+    out = {"a file": tmp_path / "file", "/dev/null/run": "/dev/null/run",
+           "a folder without write permission": _unwritable_folder(tmp_path)}[case]
+    for command in (["train", "--dataset", "DBLP"], ["reproduce", "hgb", "--datasets", "DBLP"]):
+        line = _one_error_line(capsys, [*command, "--out", str(out)])
+        assert f"output folder {out} " in line and "choose another --out" in line
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_a_second_run_on_the_same_out_is_refused(capsys, tmp_path, no_data):
+    from brlgraph.io import run_folder_lock
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with run_folder_lock(out):
+        line = _one_error_line(capsys, ["train", "--dataset", "DBLP", "--out", str(out)])
+        assert f"output folder {out} is in use by another run (held by pid {os.getpid()})" in line
+    # the data, not the folder, stops the run now; and the folder it did not make stays
+    line = _one_error_line(capsys, ["train", "--dataset", "DBLP", "--out", str(out)])
+    assert "DBLP" in line and "in use" not in line
+    assert out.is_dir() and not list(out.iterdir())
+
+
+def test_a_diverging_run_stops_in_one_line_and_keeps_its_last_checkpoint(capsys, tmp_path, monkeypatch,
+                                                                         dblp_cache):
+    from brlgraph.train.checkpoint import load_checkpoint
+    from brlgraph.train.experiment import NodeSequenceTask
+
+    monkeypatch.setenv("BRLGRAPH_DATA", str(require_data("hgb", "DBLP.zip").parents[1]))
+    monkeypatch.setenv("BRLGRAPH_CACHE", str(dblp_cache))
+    calls = []
+    loss = NodeSequenceTask.loss
+
+    def diverging(self, batch):  # one step per epoch here: the second epoch's loss is NaN
+        calls.append(1)
+        return loss(self, batch) * (float("nan") if len(calls) == 2 else 1.0)
+
+    monkeypatch.setattr(NodeSequenceTask, "loss", diverging)
+    out = tmp_path / "run"
+    line = _one_error_line(capsys, ["train", "--dataset", "DBLP", *FAST, "--set", "train.epochs=4",
+                                    "--out", str(out)])
+    assert "training diverged: the loss is nan at epoch 2, step 1" in line and "lower train.lr" in line
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]  # no results, no predictions
+
+
+def test_a_checkpoint_that_cannot_be_restored_is_one_line(capsys, tmp_path, monkeypatch, dblp_cache):
+    import torch
+
+    monkeypatch.setenv("BRLGRAPH_DATA", str(require_data("hgb", "DBLP.zip").parents[1]))
+    monkeypatch.setenv("BRLGRAPH_CACHE", str(dblp_cache))
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "DBLP", *FAST, "--out", str(out)]
+    assert main([*argv, "--set", "train.epochs=1"]) == 0
+    capsys.readouterr()
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    del state["optimizer"]
+    torch.save(state, out / "checkpoint.pt")
+    line = _one_error_line(capsys, [*argv, "--resume"])
+    assert f"checkpoint {out / 'checkpoint.pt'} cannot be restored (KeyError: missing entry 'optimizer')" in line
+
+
+def test_mini_imagenet_pickles_are_refused_without_allow_pickle(capsys, tmp_path, no_data):
+    import pickle
+
+    import numpy as np
+
+    (no_data / "mini-imagenet").mkdir()
+    path = no_data / "mini-imagenet" / "mini_imagenet.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"features": np.zeros((8, 2)), "labels": np.zeros(8, dtype=int)}, f)
+    out = tmp_path / "out"
+    line = _one_error_line(capsys, ["train", "--dataset", "Mini-ImageNet", "--out", str(out)])
+    assert str(path) in line and "--allow-pickle" in line and not out.exists()
+
+
+@pytest.mark.parametrize("command", [["train"], ["reproduce"], ["data", "stats"], ["data", "verify"]])
+def test_allow_pickle_says_it_runs_code(capsys, command):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--allow-pickle" in text and "unpickling runs code from the file: use only with files you trust" in text

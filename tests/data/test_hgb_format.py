@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from brlgraph.data import load_hgb
-from brlgraph.data.hgb import parse_hgb, to_hetero_data
+from brlgraph.data.hgb import check_processed, parse_hgb, to_hetero_data
 from brlgraph.data.hgb_format import _links_fast, _links_slow
 from brlgraph.data.sources import verify_file
 from brlgraph.errors import DataError
@@ -269,7 +269,9 @@ def test_fuzz_parser_raises_only_data_errors(case, multi_label):
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_hgb(Path(tmp) / "F", files)
         try:
-            data = to_hetero_data(parse_hgb(folder, multi_label=multi_label), seed=0)
+            processed = parse_hgb(folder, multi_label=multi_label)
+            check_processed(processed)  # what parse_hgb makes, the cache takes back
+            data = to_hetero_data(processed, seed=0)
         except DataError as err:
             assert str(folder) in str(err)
             assert corruption is not None, f"valid files rejected: {err}"
@@ -308,3 +310,31 @@ def test_edge_weights_kept_only_where_not_all_one(tmp_path):
     assert data["paper", "to", "venue"].edge_weight.tolist() == [2.5, 1.0, 1.0, 1.0]
     assert data["venue", "rev_to", "paper"].edge_weight.tolist() == [2.5, 1.0, 1.0, 1.0]
     assert "edge_weight" not in data["author", "to", "paper"]
+
+
+# --------------------------------------------------------------------------- notices
+
+
+def _warnings(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("brlgraph: warning:")]
+
+
+def test_an_empty_link_file_is_loaded_with_a_warning_at_every_load(tmp_path, cache_dir, capsys):
+    folder = write_hgb(tmp_path / "data" / "hgb" / "DBLP", {**SMALL_FILES, "link.dat": ""})
+    for _ in range(2):  # parsed, then from the cache: the warning holds for both
+        data = load_hgb("DBLP", root=tmp_path / "data")
+        assert sum(data[et].edge_index.shape[1] for et in data.edge_types) == 0
+        [line] = _warnings(capsys)
+        assert str(folder / "link.dat") in line and "no links" in line
+
+
+def test_the_older_releases_full_test_file_is_named_in_a_warning(tmp_path, cache_dir, capsys):
+    randomised = "1\tBob\t0\t0\n3\tDee\t0\t2\n0\tAda\t0\t1\n"
+    folder = write_hgb(tmp_path / "data" / "hgb" / "DBLP", {**SMALL_FILES, "label.dat.test_full": randomised})
+    data = load_hgb("DBLP", root=tmp_path / "data")
+    [line] = _warnings(capsys)
+    assert str(folder / "label.dat.test_full") in line and "ignored" in line and "label.dat.test" in line
+    assert int(data["author"].test_mask.sum()) == 2  # label.dat.test alone, as before
+    write_hgb(tmp_path / "clean" / "hgb" / "DBLP", SMALL_FILES)
+    load_hgb("DBLP", root=tmp_path / "clean")
+    assert _warnings(capsys) == []

@@ -4,6 +4,7 @@ image -> features -> kNN path on scikit-learn's digits images."""
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ def test_nodeformer_pickle_layout(tmp_path, cache_dir):
     folder.mkdir()
     with open(folder / "mini_imagenet.pkl", "wb") as f:
         pickle.dump(content, f)
-    data = load_mini_imagenet(tmp_path, k=3, seed=2)  # NodeFormer's data_dir layout
+    data = load_mini_imagenet(tmp_path, k=3, seed=2, allow_pickle=True)  # NodeFormer's data_dir layout
     assert torch.equal(data.x, torch.from_numpy(np.concatenate(xs)))
     assert torch.equal(data.y, torch.from_numpy(np.concatenate(ys)))
     assert data.edge_index.shape == (2, 24 * 3)
@@ -70,9 +71,57 @@ def test_feature_file_errors(tmp_path):
         read_feature_file(tmp_path / "d.npz")
     (tmp_path / "e.pkl").write_bytes(b"\x80\x04 definitely not a pickle")
     with pytest.raises(DataError, match=r"e\.pkl: cannot be read"):
-        read_feature_file(tmp_path / "e.pkl")
+        read_feature_file(tmp_path / "e.pkl", allow_pickle=True)
     with pytest.raises(DataError, match="Mini-ImageNet not found"):
         load_mini_imagenet(tmp_path / "nowhere")
+
+
+class RunsCode:
+    """Pickled, this object calls ``Path.touch(marker)`` when it is unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickles_are_read_only_when_allowed(tmp_path, cache_dir, digits):
+    marker = tmp_path / "code-ran"
+    folder = tmp_path / "mini_imagenet"
+    folder.mkdir()
+    with open(folder / "mini_imagenet.pkl", "wb") as f:
+        pickle.dump({"features": np.zeros((4, 2)), "labels": np.zeros(4, dtype=int), "x": RunsCode(marker)}, f)
+    with pytest.raises(DataError) as err:
+        load_mini_imagenet(tmp_path)
+    message = str(err.value)
+    assert str(folder / "mini_imagenet.pkl") in message and "--allow-pickle" in message and ".npz" in message
+    assert not marker.exists()  # refused before a byte was unpickled
+    images, target = digits
+    write_image_caches(tmp_path / "caches", images[:30], target[:30])
+    with pytest.raises(DataError, match=r"mini-imagenet-cache-train\.pkl is read as a pickle.*--allow-pickle"):
+        load_mini_imagenet(tmp_path / "caches", pca_dim=4)
+    assert not [p for p in cache_dir.rglob("*") if p.is_file()]
+    # asked for, the pickle is read, and runs what it holds: hence the option
+    load_mini_imagenet(tmp_path, k=2, allow_pickle=True)
+    assert marker.exists()
+
+
+def test_a_converted_copy_is_read_before_the_pickle(tmp_path, cache_dir):
+    rng = np.random.default_rng(3)
+    xs, ys = split_features(rng)
+    content = {f"{kind}_{part}": value for part, x, y in zip(("train", "val", "test"), xs, ys, strict=True)
+               for kind, value in (("x", x), ("y", y))}
+    folder = tmp_path / "mini_imagenet"
+    folder.mkdir()
+    with open(folder / "mini_imagenet.pkl", "wb") as f:
+        pickle.dump(content, f)
+    # the conversion datasets/README.md gives
+    with open(folder / "mini_imagenet.pkl", "rb") as f:
+        loaded = pickle.load(f)
+    np.savez(folder / "mini_imagenet.npz", **{key: np.asarray(value) for key, value in loaded.items()})
+    data = load_mini_imagenet(tmp_path, k=3)  # no allow_pickle needed
+    assert torch.equal(data.x, torch.from_numpy(np.concatenate(xs)))
 
 
 def write_image_caches(folder, images, labels, parts=3):
@@ -99,7 +148,7 @@ def digits():
 def test_image_caches_to_pca_features_to_knn(tmp_path, cache_dir, digits):
     images, target = digits
     order = write_image_caches(tmp_path / "mini", images, target)
-    data = load_mini_imagenet(tmp_path / "mini", k=5, pca_dim=16)
+    data = load_mini_imagenet(tmp_path / "mini", k=5, pca_dim=16, allow_pickle=True)
     assert data.x.shape == (1797, 16)
     assert data.y.tolist() == target[order].tolist()  # classes sorted by name: n00000000 -> 0
     assert data.class_names == [f"n{c:08d}" for c in range(10)]
@@ -110,14 +159,14 @@ def test_image_caches_to_pca_features_to_knn(tmp_path, cache_dir, digits):
     src, dst = data.edge_index
     others = src != dst
     assert (data.y[src[others]] == data.y[dst[others]]).float().mean() > 0.95
-    again = load_mini_imagenet(tmp_path / "mini", k=5, pca_dim=16, seed=1)  # from the cache
+    again = load_mini_imagenet(tmp_path / "mini", k=5, pca_dim=16, seed=1)  # from the cache: no pickle read
     assert torch.equal(again.x, data.x) and not torch.equal(again.train_mask, data.train_mask)
 
 
 def test_pixel_features_and_exact_pca(tmp_path, cache_dir, digits):
     images, target = digits
     order = write_image_caches(tmp_path / "mini", images[:300], target[:300])
-    data = load_mini_imagenet(tmp_path / "mini" / CACHE_FILES[0], k=3, features="pixels")
+    data = load_mini_imagenet(tmp_path / "mini" / CACHE_FILES[0], k=3, features="pixels", allow_pickle=True)
     assert data.x.shape == (300, 192)
     assert torch.allclose(data.x, torch.from_numpy(images[:300][order].reshape(300, -1) / 255.0).float())
     pixels = images[:300].reshape(300, -1)
@@ -131,20 +180,20 @@ def test_image_cache_errors(tmp_path, cache_dir, digits):
     write_image_caches(tmp_path / "a", images[:30], target[:30])
     (tmp_path / "a" / CACHE_FILES[2]).unlink()
     with pytest.raises(DataError, match=r"image caches incomplete, mini-imagenet-cache-test\.pkl missing"):
-        load_mini_imagenet(tmp_path / "a")
+        load_mini_imagenet(tmp_path / "a", allow_pickle=True)
     write_image_caches(tmp_path / "b", images[:30], target[:30])
     with open(tmp_path / "b" / CACHE_FILES[1], "wb") as f:
         pickle.dump({"image_data": images[:10], "class_dict": {"n1": list(range(9))}}, f)
     with pytest.raises(DataError, match=r"cache-val\.pkl: 1 images belong to no class"):
-        load_mini_imagenet(tmp_path / "b")
+        load_mini_imagenet(tmp_path / "b", allow_pickle=True)
     with open(tmp_path / "b" / CACHE_FILES[1], "wb") as f:
         pickle.dump({"image_data": images[:10], "class_dict": {"n1": [0, 99]}}, f)
     with pytest.raises(DataError, match="rows outside 0..9"):
-        load_mini_imagenet(tmp_path / "b")
+        load_mini_imagenet(tmp_path / "b", allow_pickle=True)
     with open(tmp_path / "b" / CACHE_FILES[1], "wb") as f:
         pickle.dump({"image_data": images[:10].astype(np.float32), "class_dict": {}}, f)
     with pytest.raises(DataError, match="must be uint8"):
-        load_mini_imagenet(tmp_path / "b")
+        load_mini_imagenet(tmp_path / "b", allow_pickle=True)
     assert not [p for p in cache_dir.rglob("*") if p.is_file()]
 
 
@@ -152,14 +201,14 @@ def test_feature_options(tmp_path, cache_dir, digits):
     images, target = digits
     write_image_caches(tmp_path / "m", images[:60], target[:60])
     with pytest.raises(ConfigError, match="'pca', 'pixels' or 'torchvision:<arch>'"):
-        load_mini_imagenet(tmp_path / "m", features="sift")
+        load_mini_imagenet(tmp_path / "m", features="sift", allow_pickle=True)
     with pytest.raises(ConfigError, match="pca_dim=500"):
-        load_mini_imagenet(tmp_path / "m", pca_dim=500)
+        load_mini_imagenet(tmp_path / "m", pca_dim=500, allow_pickle=True)
     try:
         import torchvision  # noqa: F401
     except ImportError:
         with pytest.raises(ConfigError, match="need torchvision"):
-            load_mini_imagenet(tmp_path / "m", features="torchvision:resnet18")
+            load_mini_imagenet(tmp_path / "m", features="torchvision:resnet18", allow_pickle=True)
     else:
         with pytest.raises(ConfigError, match="needs weights"):
-            load_mini_imagenet(tmp_path / "m", features="torchvision:resnet18")
+            load_mini_imagenet(tmp_path / "m", features="torchvision:resnet18", allow_pickle=True)

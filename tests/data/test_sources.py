@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
 
 import pytest
@@ -45,6 +46,9 @@ def test_download_is_verified_and_lands_in_the_cache(small_zip, cache_dir, monke
     assert data["author"].num_nodes == 4  # the small data set, now in the download cache
     assert (cache_dir / "downloads" / "hgb" / "ACM.zip").is_file()
     assert sources.locate("ACM").path == cache_dir / "downloads" / "hgb" / "ACM.zip"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (cache_dir / "downloads" / "hgb" / "ACM.zip").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_download_with_wrong_checksum_is_not_kept(small_zip, cache_dir, monkeypatch):

@@ -121,7 +121,7 @@ def test_rows_and_errors():
     part = seqs[torch.tensor([4, 2])]
     assert torch.equal(part.ids, seqs.ids[[4, 2]]) and len(part) == 2
     assert torch.equal(part.targets, torch.tensor([4, 2]))
-    with pytest.raises(ConfigError, match="seq_len"):
+    with pytest.raises(ConfigError, match=r"sequences\.seq_len \(seq_len=\) must be >= 1, got 0"):
         hop_ordered_sequences(graph, None, 0)
     with pytest.raises(ConfigError, match="target ids"):
         hop_ordered_sequences(graph, torch.tensor([20]), 4)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from pathlib import Path
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from brlgraph.errors import ConfigError
 from brlgraph.train.config import (
     DATASETS,
     Config,
+    _flatten,
+    apply_mapping,
     build_config,
     config_from_dict,
     default_config,
@@ -161,3 +169,85 @@ def test_path_tokens_only_for_node_as_sequence_data_sets():
     with pytest.raises(ConfigError, match=r"model\.path_tokens.*20News"):
         validate(by_hand)
 
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("key", ["train.lr", "train.grad_clip", "train.weight_decay", "model.logit_norm",
+                                 "model.embedding_std", "model.dropout"])
+def test_nan_and_infinity_are_refused_for_every_float_key(key, value):
+    with pytest.raises(ConfigError, match=rf"'{key}' must be a finite number, got {value}"):
+        build_config("DBLP", None, [f"{key}={value}"])
+    cfg = build_config("DBLP")
+    section, name = key.split(".")
+    setattr(getattr(cfg, section), name, float(value))  # set in code: validate catches it
+    with pytest.raises(ConfigError, match=rf"'{key}' must be a finite number"):
+        validate(cfg)
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("seed=-1", r"'seed' must be in 0\.\.4294967295, got -1"),
+    ("seed=4294967296", r"'seed' must be in 0\.\.4294967295"),
+    ("data.split_seed=-2", r"'data\.split_seed' must be unset or in 0\.\.4294967295"),
+    ("train.epochs=99999999999999999999", r"'train\.epochs' must be at most 2147483647"),
+    ("train.batch_size=2147483648", r"'train\.batch_size' must be at most 2147483647"),
+])
+def test_seeds_and_sizes_stay_within_what_torch_takes(item, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config("DBLP", None, [item])
+    assert build_config("DBLP", None, ["seed=4294967295"]).seed == 4294967295
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+KEYS = sorted(_flatten(Config().to_dict()))
+#: values of every type TOML has, with the edges of each range
+VALUES = st.one_of(
+    st.integers(), st.sampled_from([0, -1, 1, 2**31, 2**32, 2**63, -(2**63), 10**30]),
+    st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.text(max_size=12),
+    st.none(), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+#: ``--set`` text: TOML literals, bare words, and anything else
+RAW = st.one_of(
+    st.sampled_from(["0", "-1", "1e3", "-0.01", "nan", "inf", "-inf", "1.5", "true", "''", "[]", "{}",
+                     "[1, 2]", "{a = 1}", "99999999999999999999", "brl", "cosine", "0x10", "1_000"]),
+    st.text(max_size=16),
+)
+
+
+def _only_config_errors(build) -> None:
+    """``build()`` succeeds or raises a ConfigError; anything else fails the test."""
+    with contextlib.suppress(ConfigError):
+        build()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(DATASETS), st.lists(st.tuples(st.one_of(st.sampled_from(KEYS), st.text(max_size=10)),
+                                                         RAW), max_size=4))
+def test_fuzz_overrides_raise_only_config_errors(dataset, items):
+    _only_config_errors(lambda: build_config(dataset, None, [f"{k}={v}" for k, v in items]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(DATASETS), st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=4))
+def test_fuzz_config_values_raise_only_config_errors(dataset, values):
+    def build():
+        cfg = build_config(dataset)
+        nested: dict = {}
+        for key, value in values.items():
+            *sections, name = key.split(".")
+            target = nested
+            for section in sections:
+                target = target.setdefault(section, {})
+            target[name] = value
+        validate(apply_mapping(cfg, nested, "fuzz.toml"))
+
+    _only_config_errors(build)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_fuzz_config_files_raise_only_config_errors(text):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.toml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        _only_config_errors(lambda: build_config("DBLP", path))

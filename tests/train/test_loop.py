@@ -173,3 +173,96 @@ def test_ema_outside_its_range_is_a_config_error():
     with pytest.raises(ConfigError, match=r"train\.ema.*\[0, 1\)"):
         build_config("DBLP", None, ["train.ema=1.0"])
     assert build_config("DBLP", None, ["train.ema=0.99"]).train.ema == 0.99
+
+
+class DivergingTask(MLPTask):
+    """An MLPTask whose training loss becomes NaN at step 2 of ``epoch`` (1-based)."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.diverge_at, self.epoch, self.step = epoch, 0, 0
+
+    def train_batches(self, epoch):
+        self.epoch, self.step = epoch + 1, 0
+        for batch in super().train_batches(epoch):
+            self.step += 1
+            yield batch
+
+    def loss(self, batch):
+        loss = super().loss(batch)
+        return loss * float("nan") if (self.epoch, self.step) == (self.diverge_at, 2) else loss
+
+
+def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    from brlgraph.errors import TrainingError
+
+    cfg = _config(epochs=10)
+    with pytest.raises(TrainingError) as err:
+        fit(DivergingTask(epoch=3), cfg, tmp_path / "n.pt", progress=False)
+    message = str(err.value)
+    assert "loss is nan at epoch 3, step 2" in message and "train.lr" in message
+    assert str(tmp_path / "n.pt") in message and "holds epoch 2" in message and "\n" not in message
+    state = load_checkpoint(tmp_path / "n.pt")
+    assert state["epoch"] == 2  # the checkpoint of the last finished epoch, untouched
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_a_loss_that_is_nan_from_the_start_leaves_no_checkpoint(tmp_path):
+    from brlgraph.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="epoch 1, step 2.*wrote no checkpoint"):
+        fit(DivergingTask(epoch=1), _config(epochs=3), tmp_path / "m.pt", progress=False)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def _tampered(tmp_path, change, ema=0.0):
+    """A two-epoch checkpoint of ``_config`` changed by ``change(state)``, saved back
+    under the same fingerprint."""
+    cfg = _config(epochs=2)
+    cfg.train.ema = ema
+    path = tmp_path / "t.pt"
+    fit(MLPTask(), cfg, path, progress=False)
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+    cfg.train.epochs = 4
+    return cfg, path
+
+
+def _drop(*keys):
+    def change(state):
+        target = state
+        for key in keys[:-1]:
+            target = target[key]
+        del target[keys[-1]]
+    return change
+
+
+def _reshape(*keys):
+    def change(state):
+        target = state
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = torch.zeros(5, 5)
+    return change
+
+
+@pytest.mark.parametrize("change, ema, words", [
+    (_drop("optimizer"), 0.0, "missing entry 'optimizer'"),
+    (_drop("optimizer", "state"), 0.0, "missing entry 'state'"),
+    (_drop("rng"), 0.0, "missing entry 'rng'"),
+    (_drop("model", "0.weight"), 0.0, "0.weight"),
+    (_reshape("model", "0.weight"), 0.0, "size mismatch"),
+    (_reshape("best", "model", "3.bias"), 0.0, "size mismatch"),
+    (_reshape("ema", "0.bias"), 0.9, "size mismatch"),
+    (_reshape("optimizer", "state", 0, "exp_avg"), 0.0, "optimizer state 'exp_avg' has shape (5, 5)"),
+    (lambda s: s.update(epoch="two"), 0.0, "'epoch' is str"),
+])
+def test_a_checkpoint_that_passes_its_fingerprint_but_does_not_fit_is_one_error(tmp_path, change, ema,
+                                                                                 words):
+    cfg, path = _tampered(tmp_path, change, ema)
+    with pytest.raises(CheckpointError) as err:
+        fit(MLPTask(), cfg, path, resume=True, progress=False)
+    message = str(err.value)
+    assert message.startswith(f"checkpoint {path} cannot be restored") and words in message
+    assert "\n" not in message

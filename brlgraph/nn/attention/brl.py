@@ -26,7 +26,8 @@ def merge_heads(x: Tensor) -> Tensor:
 def check_sizes(dim: int, heads: int) -> int:
     """Head size ``dim // heads``; a :class:`ConfigError` when it does not divide."""
     if heads < 1 or dim < 1 or dim % heads:
-        raise ConfigError(f"dim={dim} must be a positive multiple of heads={heads}")
+        raise ConfigError(f"model.hidden_channels (dim={dim}) must be a positive multiple of "
+                          f"model.heads (heads={heads})")
     return dim // heads
 
 
@@ -119,9 +120,9 @@ class BRLAttention(nn.Module):
         super().__init__()
         self.head_dim = check_sizes(dim, heads)
         if window < 1:
-            raise ConfigError(f"window={window} must be >= 1")
+            raise ConfigError(f"model.window (window=) must be >= 1, got {window}")
         if reservoir_size < 1:
-            raise ConfigError(f"reservoir_size={reservoir_size} must be >= 1")
+            raise ConfigError(f"model.reservoir_size (reservoir_size=) must be >= 1, got {reservoir_size}")
         if window_mode not in ("sliding", "block"):
             raise ConfigError(f"window_mode={window_mode!r} must be 'sliding' or 'block'")
         lo_ok = 0.0 < reservoir_weight < 1.0
@@ -130,7 +131,7 @@ class BRLAttention(nn.Module):
                 f"reservoir_weight={reservoir_weight} must be in (0, 1) when learned "
                 "(or in [0, 1] with learn_reservoir_weight=False)")
         if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout={dropout} must be in [0, 1)")
+            raise ConfigError(f"model.dropout (dropout=) must be in [0, 1), got {dropout}")
         self.dim, self.heads, self.window = dim, heads, window
         self.reservoir_size = reservoir_size
         self.reservoir_dim = reservoir_dim or dim

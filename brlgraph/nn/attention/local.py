@@ -28,7 +28,7 @@ class LocalWindowAttention(TokenAttention):
         super().__init__()
         self.head_dim = check_sizes(dim, heads)
         if window < 1:
-            raise ConfigError(f"window={window} must be >= 1")
+            raise ConfigError(f"model.window (window=) must be >= 1, got {window}")
         if window_mode not in ("sliding", "block"):
             raise ConfigError(f"window_mode={window_mode!r} must be 'sliding' or 'block'")
         self.dim, self.heads, self.window = dim, heads, window

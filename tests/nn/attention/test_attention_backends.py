@@ -156,3 +156,5 @@ def test_unbatched_input_is_a_batch_of_one(name):
     torch.testing.assert_close(attn.attend(x[1])[0], attn.attend(x[1:])[0][0])
     with pytest.raises(ValueError, match="tokens"):
         attn(x[0, 0])
+    with pytest.raises(ConfigError, match=r"model\.window \(window=\) must be >= 1, got 0"):
+        make_attention("local", 32, 4, window=0)

@@ -72,6 +72,18 @@ def test_bad_options():
         BRLAttention(32, heads=4).forward_stream(torch.randn(1, 4, 32))
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"window": 0}, r"model\.window \(window=\) must be >= 1, got 0"),
+    ({"reservoir_size": -1}, r"model\.reservoir_size \(reservoir_size=\) must be >= 1, got -1"),
+    ({"dropout": 1.5}, r"model\.dropout \(dropout=\) must be in \[0, 1\), got 1\.5"),
+])
+def test_errors_name_the_config_key_a_user_sets(options, message):
+    with pytest.raises(ConfigError, match=message):
+        BRLAttention(32, heads=4, **options)
+    with pytest.raises(ConfigError, match=r"model\.hidden_channels \(dim=30\).*model\.heads \(heads=8\)"):
+        BRLAttention(30, heads=8)
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_zero_fixed_weight_equals_local_module(causal):
     brl = BRLAttention(32, heads=4, window=4, reservoir_size=3, causal=causal,
