@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train and evaluate a model on one data set",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, metavar="NAME",
-                   help="DBLP, ACM, IMDB, Freebase (HGB) or 20News, Mini-ImageNet (kNN graphs)")
+                   help="DBLP, ACM, IMDB, Freebase (HGB), 20News, Mini-ImageNet (kNN graphs) or "
+                        "ogbn-arxiv, ogbn-products, ogbn-proteins, ogbn-mag (OGB)")
     p.add_argument("--attention", default=None, metavar="NAME",
                    help="attention backend: brl (default), full, local, performer, linformer, regla")
     p.add_argument("--config", default=None, metavar="FILE.toml", help="config file over the defaults")
@@ -59,7 +60,7 @@ def resolve_device(name: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brlgraph.train.config import KNN_DATASETS, build_config
+    from brlgraph.train.config import KNN_DATASETS, OGB_DATASETS, build_config
     from brlgraph.train.experiment import run_experiment
     from brlgraph.train.runner import write_hgb_predictions
 
@@ -75,10 +76,11 @@ def run(args: argparse.Namespace) -> int:
     result = run_experiment(config, out, device=device, resume=args.resume, progress=not args.quiet)
     write_hgb_predictions(out / f"{config.data.name}_{config.seed}.txt", result["predictions"])
     m = result["metrics"]
-    score = "accuracy" if config.data.name in KNN_DATASETS else "micro_f1"
+    score = "accuracy" if config.data.name in KNN_DATASETS + OGB_DATASETS else "micro_f1"
     print(f"{config.data.name} ({config.model.attention}, seed {config.seed}): "
           f"test Micro-F1 {100 * m['test_micro_f1']:.2f}  Macro-F1 {100 * m['test_macro_f1']:.2f}"
-          + (f"  accuracy {100 * m['test_accuracy']:.2f}" if score == "accuracy" else "")
+          + (f"  accuracy {100 * m['test_accuracy']:.2f}" if score == "accuracy" and "test_accuracy" in m else "")
+          + (f"  ROC-AUC {100 * m['test_rocauc']:.2f}" if "test_rocauc" in m else "")
           + f"  (val Micro-F1 {100 * m['val_micro_f1']:.2f}, {m['epochs']} epochs, "
           f"{m['seconds']:.1f} s)")
     members = result["record"].get("members")
@@ -87,5 +89,5 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{100 * r['test_micro_f1']:.2f}" for r in members))
     print(f"wrote {out}/")
     if args.json:
-        print(json.dumps({k: m[k] for k in (*SUMMARY_KEYS, "test_accuracy") if k in m}))
+        print(json.dumps({k: m[k] for k in (*SUMMARY_KEYS, "test_accuracy", "test_rocauc") if k in m}))
     return 0

@@ -30,7 +30,7 @@ from brlgraph.graph import GraphView
 from brlgraph.io import append_line
 from brlgraph.seeding import derive_seed, seed_everything
 from brlgraph.sequences import HopSequenceSampler, hop_ordered_sequences, node_order
-from brlgraph.train.config import HGB_DATASETS, Config, validate
+from brlgraph.train.config import HGB_DATASETS, OGB_DATASETS, Config, task_of, validate
 from brlgraph.train.loop import fit
 from brlgraph.train.metrics import (
     classification_loss,
@@ -48,6 +48,10 @@ def load_dataset(config: Config):
     name, seed = config.data.name, config.split_seed
     if name in HGB_DATASETS:
         return load_hgb(name, seed=seed)
+    if name in OGB_DATASETS:  # ogb's official split: no split seed
+        from brlgraph.data.ogb import load_ogb
+
+        return load_ogb(name)
     if name == "Mini-ImageNet":
         return load_mini_imagenet(k=config.data.knn_k, seed=seed)
     return load_20news(k=config.data.knn_k, seed=seed)
@@ -58,7 +62,22 @@ def model_options(config: Config) -> dict[str, Any]:
     return dict(hidden_channels=m.hidden_channels, layers=m.layers, heads=m.heads, attention=m.attention,
                 window=m.window, reservoir_size=m.reservoir_size, dropout=m.dropout,
                 input_dropout=m.input_dropout, gnn_layers=m.gnn_layers, gnn=m.gnn,
-                logit_norm=m.logit_norm, embedding_std=m.embedding_std)
+                logit_norm=m.logit_norm, embedding_std=m.embedding_std, checkpoint=m.checkpoint)
+
+
+def ogb_name(data) -> str | None:
+    """The OGB name of ``data`` when ogb's ``Evaluator`` scores it, else None."""
+    return data.name if getattr(data, "ogb_metric", None) is not None else None
+
+
+def official_metrics(ogb: str | None, logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """The data set's own evaluator where it has one: ogb's ``Evaluator`` for OGB data
+    (``accuracy`` or ``rocauc``; its accuracy replaces brlgraph's); else nothing."""
+    if ogb is None:
+        return {}
+    from brlgraph.data.ogb import ogb_evaluate
+
+    return ogb_evaluate(ogb, logits, target)
 
 
 def train_weights(config: Config, num_classes: int, device: torch.device | str) -> torch.Tensor | None:
@@ -78,6 +97,7 @@ class NodeSequenceTask:
         self.config, self.device = config, device
         self.multi_label = bool(getattr(data, "multi_label", False))
         self.graph = GraphView.from_data(data)
+        self.ogb = ogb_name(data)
         target = data[data.target_type]
         self.target_type, self.global_id = data.target_type, target.global_id
         self.type_id = list(data.node_types).index(data.target_type)
@@ -127,6 +147,7 @@ class NodeSequenceTask:
     def evaluate(self, split: str, logits: torch.Tensor | None = None) -> dict[str, float]:
         logits = self.logits(split) if logits is None else logits
         return {**classification_metrics(logits, self.y[split], self.multi_label),
+                **official_metrics(self.ogb, logits, self.y[split]),
                 "loss": classification_loss(logits, self.y[split], self.multi_label).item()}
 
     def predictions(self, split: str = "test", logits: torch.Tensor | None = None) -> dict[str, Any]:
@@ -146,8 +167,9 @@ class GraphSequenceTask:
         from brlgraph.nn.brlformer import BRLGraphSequenceModel
 
         self.config, self.device = config, device
-        self.multi_label = False
+        self.multi_label = bool(getattr(data, "multi_label", False))
         self.graph = GraphView.from_data(data)
+        self.ogb = ogb_name(data)
         self.rows = {split: data[f"{split}_mask"].nonzero().view(-1).to(device)
                      for split in ("train", "val", "test")}
         self.y = data.y.to(device)
@@ -174,7 +196,7 @@ class GraphSequenceTask:
     def loss(self, batch) -> torch.Tensor:
         rows, order = batch
         logits = self.model(self.graph, order=order)[rows]
-        return classification_loss(logits, self.y[rows], weight=self.weight)
+        return classification_loss(logits, self.y[rows], self.multi_label, self.weight)
 
     @torch.no_grad()
     def logits(self, split: str) -> torch.Tensor:
@@ -190,18 +212,20 @@ class GraphSequenceTask:
     def evaluate(self, split: str, logits: torch.Tensor | None = None) -> dict[str, float]:
         logits = self.logits(split) if logits is None else logits
         y = self.y[self.rows[split]]
-        return {**classification_metrics(logits, y), "loss": classification_loss(logits, y).item()}
+        return {**classification_metrics(logits, y, self.multi_label), **official_metrics(self.ogb, logits, y),
+                "loss": classification_loss(logits, y, self.multi_label).item()}
 
     def predictions(self, split: str = "test", logits: torch.Tensor | None = None) -> dict[str, Any]:
         logits = self.logits(split) if logits is None else logits
-        pred = predict_labels(logits).cpu()
-        return {"global_id": self.rows[split].cpu().tolist(), "node_type_id": 0,
-                "labels": [[int(p)] for p in pred]}
+        pred = predict_labels(logits, self.multi_label).cpu()
+        labels = ([row.nonzero().view(-1).tolist() for row in pred] if self.multi_label
+                  else [[int(p)] for p in pred])
+        return {"global_id": self.rows[split].cpu().tolist(), "node_type_id": 0, "labels": labels}
 
 
 def build_task(data, config: Config, device: str = "cpu") -> NodeSequenceTask | GraphSequenceTask:
     validate(config)  # build_config did; a Config made or changed in code may not have been
-    if config.data.name in HGB_DATASETS:
+    if task_of(config.data.name) == "node-as-sequence":
         return NodeSequenceTask(data, config, device)
     return GraphSequenceTask(data, config, device)
 
