@@ -10,6 +10,12 @@ flags. The run writes ``checkpoint.pt`` (resumable with ``--resume``),
 appends its result to ``results.jsonl`` and writes the test predictions in
 HGB's format into ``--out``. With ``--json`` the last line of the output is a
 JSON object of the final metrics.
+
+    torchrun --nproc_per_node=N -m brlgraph train --dataset DBLP ...
+
+trains the same run in N processes with DistributedDataParallel (gloo on the CPU, nccl
+with ``--device cuda``, one GPU each), each step's targets shared out over them; rank 0
+writes the files and the output (:mod:`brlgraph.train.distributed`).
 """
 
 from __future__ import annotations
@@ -60,9 +66,8 @@ def resolve_device(name: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brlgraph.train.config import KNN_DATASETS, OGB_DATASETS, build_config
-    from brlgraph.train.experiment import run_experiment
-    from brlgraph.train.runner import write_hgb_predictions
+    from brlgraph.train import distributed
+    from brlgraph.train.config import build_config
 
     overrides = list(args.overrides)
     if args.attention is not None:
@@ -70,10 +75,24 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     config = build_config(args.dataset, args.config, overrides)
-    device = resolve_device(args.device)
+    device = distributed.setup(resolve_device(args.device))  # under torchrun: join the group
+    try:
+        return _train(args, config, device)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, config, device: str) -> int:
+    from brlgraph.train import distributed
+    from brlgraph.train.config import KNN_DATASETS, OGB_DATASETS
+    from brlgraph.train.experiment import run_experiment
+    from brlgraph.train.runner import write_hgb_predictions
+
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config.data.name}-{config.model.attention}-seed{config.seed}")
     result = run_experiment(config, out, device=device, resume=args.resume, progress=not args.quiet)
+    if not distributed.is_main():  # under torchrun, rank 0 reports and writes
+        return 0
     write_hgb_predictions(out / f"{config.data.name}_{config.seed}.txt", result["predictions"])
     m = result["metrics"]
     score = "accuracy" if config.data.name in KNN_DATASETS + OGB_DATASETS else "micro_f1"

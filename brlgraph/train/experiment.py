@@ -30,6 +30,7 @@ from brlgraph.graph import GraphView
 from brlgraph.io import append_line
 from brlgraph.seeding import derive_seed, seed_everything
 from brlgraph.sequences import HopSequenceSampler, hop_ordered_sequences, node_order
+from brlgraph.train import distributed
 from brlgraph.train.config import HGB_DATASETS, OGB_DATASETS, Config, task_of, validate
 from brlgraph.train.loop import fit
 from brlgraph.train.metrics import (
@@ -78,6 +79,16 @@ def official_metrics(ogb: str | None, logits: torch.Tensor, target: torch.Tensor
     from brlgraph.data.ogb import ogb_evaluate
 
     return ogb_evaluate(ogb, logits, target)
+
+
+def sharded_rows(part: tuple[slice, float], n: int) -> tuple[torch.Tensor, float]:
+    """Row indices of :func:`~brlgraph.train.distributed.shard`'s part and its weight. An
+    empty part (a batch smaller than the number of processes) takes row 0 with weight 0:
+    every process runs the same forward and backward, as DDP needs."""
+    span, share = part
+    if span.stop > span.start:
+        return torch.arange(span.start, span.stop), share
+    return torch.zeros(min(n, 1), dtype=torch.long), 0.0
 
 
 def train_weights(config: Config, num_classes: int, device: torch.device | str) -> torch.Tensor | None:
@@ -132,7 +143,13 @@ class NodeSequenceTask:
 
     def loss(self, batch) -> torch.Tensor:
         seqs, y = batch
-        return classification_loss(self.model(self.graph, seqs), y, self.multi_label, self.weight)
+        part = distributed.shard(len(y))  # under torchrun: this process's part of the batch
+        if part is None:
+            return classification_loss(self.model(self.graph, seqs), y, self.multi_label, self.weight)
+        rows, share = sharded_rows(part, len(y))
+        loss = classification_loss(self.model(self.graph, seqs[rows]), y[rows.to(y.device)],
+                                   self.multi_label, self.weight)
+        return share * loss
 
     @torch.no_grad()
     def logits(self, split: str) -> torch.Tensor:
@@ -195,6 +212,12 @@ class GraphSequenceTask:
 
     def loss(self, batch) -> torch.Tensor:
         rows, order = batch
+        part = distributed.shard(len(rows))  # under torchrun: this process's training rows
+        if part is not None:
+            index, share = sharded_rows(part, len(rows))
+            rows = rows[index.to(rows.device)]
+            logits = self.model(self.graph, order=order)[rows]
+            return share * classification_loss(logits, self.y[rows], self.multi_label, self.weight)
         logits = self.model(self.graph, order=order)[rows]
         return classification_loss(logits, self.y[rows], self.multi_label, self.weight)
 
@@ -296,10 +319,12 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
                    seconds=sum(s["seconds"] for s in summaries), setup_seconds=setup_seconds)
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dataset": config.data.name,
               "seed": config.seed, "split_seed": config.split_seed, "device": device,
-              "resumed": resume, "metrics": metrics, "config": config.to_dict()}
+              "resumed": resume, "world_size": distributed.world_size(), "metrics": metrics,
+              "config": config.to_dict()}
     if member_records:
         record["members"] = member_records
     results = Path(results_file) if results_file is not None else out / "results.jsonl"
-    append_line(results, json.dumps(record, sort_keys=True))
+    if distributed.is_main():  # under torchrun, rank 0 alone
+        append_line(results, json.dumps(record, sort_keys=True))
     return {"metrics": metrics, "predictions": task.predictions("test", combined["test"]),
             "config": config.to_dict(), "history": summaries[0]["history"], "record": record}

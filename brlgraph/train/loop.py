@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
+from brlgraph.train import distributed
 from brlgraph.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from brlgraph.train.config import Config, TrainConfig
 
@@ -111,6 +112,9 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
     The model is left holding the best validation state. ``on_epoch_end(epoch,
     metrics)`` is called after each epoch's checkpoint is written (tests use it to
     interrupt a run). ``desc`` labels the progress bar (default: the data set).
+
+    Under torchrun the steps run through DistributedDataParallel (:mod:`brlgraph.train.distributed`);
+    rank 0 alone writes the checkpoint and shows progress.
     """
     cfg, model = config.train, task.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -124,20 +128,24 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+        by_rank = state.get("rng_by_rank")  # a torchrun run's: each process its own stream
+        set_rng_state(by_rank[distributed.rank()] if by_rank and len(by_rank) == distributed.world_size()
+                      else state["rng"])
         epoch, stopped, history, best = state["epoch"], state["stopped"], state["history"], state["best"]
         seconds = state["seconds"]
         if average is not None:
             average = state["ema"]
 
+    wrapped = distributed.wrap(model)  # the model itself in one process
     bar = tqdm(total=cfg.epochs, initial=epoch, desc=desc or config.data.name, file=sys.stderr,
-               disable=not progress, dynamic_ncols=True, leave=False)
+               disable=not progress or not distributed.is_main(), dynamic_ncols=True, leave=False)
     while epoch < cfg.epochs and not stopped:
         t0 = time.perf_counter()
         model.train()
         total, count = 0.0, 0
         for batch in task.train_batches(epoch):
-            loss = task.loss(batch)
+            with distributed.training_forward(task, wrapped):
+                loss = task.loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -146,7 +154,7 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
             if average is not None:
                 ema_update(average, model, ema_decay(scheduler.last_epoch, cfg.ema))
             scheduler.step()
-            total, count = total + loss.item(), count + 1
+            total, count = total + distributed.mean(loss.item()), count + 1
 
         with weights_swapped(model, average):
             val = task.evaluate("val")
@@ -160,12 +168,14 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
                     "model": copy.deepcopy(average if average is not None else model.state_dict())}
         epoch += 1
         stopped = epoch - best["epoch"] >= cfg.patience
-        if checkpoint is not None:
+        rngs = distributed.gather(rng_state()) if distributed.active() else None
+        if checkpoint is not None and distributed.is_main():
             save_checkpoint(checkpoint, {
                 "config": config.to_dict(), "epoch": epoch, "stopped": stopped, "seconds": seconds,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                "best": best, "history": history, "ema": average})
+                "best": best, "history": history, "ema": average,
+                **({"rng_by_rank": rngs} if rngs else {})})
         bar.update(1)
         bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val=f"{score[0]:.4f}",
                         best=f"{best['score'][0]:.4f}@{best['epoch']}")

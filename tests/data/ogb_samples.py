@@ -49,15 +49,16 @@ def _homophilous_edges(y: np.ndarray, m: int, rng: np.random.Generator) -> np.nd
     return np.stack([src, dst])
 
 
-def write_arxiv(root: Path, num_nodes: int = 120, num_features: int = 16, seed: int = 0) -> dict:
-    """ogbn-arxiv: directed citations, float node features, a year per node, 40 classes
-    (all used, so ogb's ``acc`` and our accuracy agree), the ``time`` split."""
+def write_arxiv(root: Path, num_nodes: int = 120, num_features: int = 16, signal: float = 1.0,
+                seed: int = 0) -> dict:
+    """ogbn-arxiv: directed citations, float node features (class centroid times ``signal``
+    plus noise), a year per node, 40 classes (all used), the ``time`` split."""
     rng = np.random.default_rng(seed)
     folder = root / "ogbn_arxiv"
     raw = folder / "raw"
     y = np.arange(num_nodes) % 40
     rng.shuffle(y)
-    centroids = rng.normal(size=(40, num_features))
+    centroids = signal * rng.normal(size=(40, num_features))
     x = (centroids[y] + rng.normal(size=(num_nodes, num_features))).astype(np.float32)
     edges = _homophilous_edges(y, 4 * num_nodes, rng)
     _csv(raw / "edge.csv.gz", edges.T)
@@ -122,9 +123,10 @@ MAG_TRIPLETS = (("author", "affiliated_with", "institution"), ("author", "writes
 
 
 def write_mag(root: Path, counts: dict[str, int] | None = None, num_features: int = 8,
-              num_classes: int = 349, seed: int = 3) -> dict:
+              num_classes: int = 349, signal: float = 0.0, seed: int = 3) -> dict:
     """ogbn-mag (release 2): four node types, features and labels for papers only, one
-    folder per relation with ``edge_reltype``, the ``time`` split per node type."""
+    folder per relation with ``edge_reltype``, the ``time`` split per node type. With
+    ``signal`` > 0 a paper's features are its class centroid (that scale) plus noise."""
     rng = np.random.default_rng(seed)
     counts = counts or {"author": 50, "field_of_study": 12, "institution": 6, "paper": 80}
     folder = root / "ogbn_mag"
@@ -141,8 +143,9 @@ def write_mag(root: Path, counts: dict[str, int] | None = None, num_features: in
         _csv(sub / "edge.csv.gz", ei.T)
         _csv(sub / "num-edge-list.csv.gz", [[m]])
         _csv(sub / "edge_reltype.csv.gz", np.full((m, 1), r))
-    x = rng.normal(size=(counts["paper"], num_features)).astype(np.float32)
     y = rng.integers(0, num_classes, counts["paper"])
+    x = rng.normal(size=(counts["paper"], num_features)).astype(np.float32)
+    x += (signal * rng.normal(size=(num_classes, num_features)))[y].astype(np.float32)
     _csv(raw / "node-feat" / "paper" / "node-feat.csv.gz", x)
     _csv(raw / "node-feat" / "paper" / "node_year.csv.gz", rng.integers(2010, 2020, (counts["paper"], 1)))
     _csv(raw / "node-label" / "paper" / "node-label.csv.gz", y[:, None])
