@@ -75,14 +75,8 @@ def parse_seeds(text: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from brlgraph.cli.train import resolve_device
-    from brlgraph.train.config import (
-        HGB_DATASETS,
-        KNN_DATASETS,
-        OGB_DATASETS,
-        canonical_dataset,
-        parse_override,
-    )
-    from brlgraph.train.runner import reproduce_hgb, reproduce_knn, reproduce_ogb, to_markdown
+    from brlgraph.train import distributed
+    from brlgraph.train.config import parse_override
 
     out = args.out or f"runs/reproduce-{args.benchmark}"
     seeds = parse_seeds(args.seeds)
@@ -90,7 +84,23 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs {args.jobs}: need at least 1")
     for item in args.overrides:
         parse_override(item)
-    device = resolve_device(args.device)
+    device = distributed.setup(resolve_device(args.device))  # under torchrun: join the group
+    try:
+        return _reproduce(args, out, seeds, device)
+    finally:
+        distributed.shutdown()
+
+
+def _reproduce(args: argparse.Namespace, out: str, seeds: list[int], device: str) -> int:
+    from brlgraph.train import distributed
+    from brlgraph.train.config import (
+        HGB_DATASETS,
+        KNN_DATASETS,
+        OGB_DATASETS,
+        canonical_dataset,
+    )
+    from brlgraph.train.runner import reproduce_hgb, reproduce_knn, reproduce_ogb, to_markdown
+
     spec = args.datasets if args.datasets is not None else DEFAULT_DATASETS[args.benchmark]
     datasets = [canonical_dataset(d.strip()) for d in spec.split(",") if d.strip()]
     allowed = {"hgb": HGB_DATASETS, "knn": KNN_DATASETS, "ogb": OGB_DATASETS}[args.benchmark]
@@ -103,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     if args.benchmark == "ogb":
         frame = reproduce_ogb(datasets, seeds, out, device=device, overrides=args.overrides,
                               progress=not args.quiet, jobs=args.jobs, resume=args.resume)
+        if not distributed.is_main():
+            return 0
         print(to_markdown(frame), end="")
         if all(v == "n/a" for v in frame.iloc[0]):
             raise DataError(f"none of {', '.join(datasets)} could be run (see the errors above); "
@@ -112,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     if args.benchmark == "knn":
         frame = reproduce_knn(datasets, seeds, out, device=device, overrides=args.overrides,
                               progress=not args.quiet, jobs=args.jobs, resume=args.resume)
+        if not distributed.is_main():
+            return 0
         print(to_markdown(frame), end="")
         if all(v == "n/a" for v in frame.iloc[0]):
             raise DataError(f"none of {', '.join(datasets)} could be run (see the errors above); "
@@ -121,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     frame = reproduce_hgb(datasets, seeds, out, device=device, overrides=args.overrides,
                           progress=not args.quiet, jobs=args.jobs,
                           resume=args.resume)
+    if not distributed.is_main():
+        return 0
     print(to_markdown(frame), end="")
     ran = [d for d in datasets if frame.iloc[0][f"{d} Micro-F1"] != "n/a"]
     if not ran:

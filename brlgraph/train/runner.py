@@ -17,6 +17,9 @@ split), then
 A data set that cannot be loaded (Freebase: no graph files here) is reported as
 one line and skipped; the others go on.
 
+Under ``torchrun --nproc_per_node=N -m brlgraph reproduce ...`` the N processes share the
+runs out the same way (:func:`_run_shared`); rank 0 writes the tables and results.
+
 ``jobs`` > 1 trains that many runs (seeds and data sets) at once, each in a process
 of its own with cores / jobs torch threads (or ``OMP_NUM_THREADS`` where it is set),
 without progress bars. Each run is seeded on its own, so its scores are those of a
@@ -41,6 +44,7 @@ import pandas as pd
 
 from brlgraph.errors import ConfigError, DataError
 from brlgraph.io import append_line, atomic_write
+from brlgraph.train import distributed
 from brlgraph.train.published import PUBLISHED_HGB, PUBLISHED_KNN, PUBLISHED_OGB
 
 OURS = "brlgraph BRLFormer (ours)"
@@ -191,6 +195,10 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
     DataError once, for its first failing seed, and no more runs (one by one, its other
     seeds are not started: they would fail alike)."""
     failed: set[str] = set()
+    rank, world = distributed.group_rank_and_size()
+    if world > 1:  # under torchrun: the processes share the runs out
+        yield from _run_shared(runs, overrides, out, device, rank, world, resume)
+        return
     if jobs == 1:
         for dataset, seed in runs:
             if dataset in failed:
@@ -225,6 +233,38 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _run_shared(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Path, device: str,
+                rank: int, world: int, resume: bool) -> Iterator[tuple[str, int, dict[str, Any] | DataError]]:
+    """torchrun's process ``rank`` of ``world`` trains runs ``rank``, ``rank + world``, ...,
+    each a one-process run writing its own folder; rank 0 gathers every result, appends
+    them to ``results.jsonl`` and yields them in the order of ``runs`` (the other ranks
+    yield nothing). A data set that fails is reported once."""
+    mine: list[tuple[str, int, dict[str, Any] | DataError]] = []
+    with distributed.one_process():
+        for dataset, seed in runs[rank::world]:
+            try:
+                result = _train_one(dataset, seed, overrides, out, device, False, None, resume)
+            except DataError as err:
+                mine.append((dataset, seed, err))
+                continue
+            mine.append((dataset, seed, {k: result[k] for k in ("metrics", "predictions", "record",
+                                                               "dataset", "attention")}))
+    gathered = distributed.gather(mine)
+    if rank != 0:
+        return
+    done = {(d, s): r for part in gathered for d, s, r in part}
+    failed: set[str] = set()
+    for dataset, seed in runs:
+        result = done[dataset, seed]
+        if isinstance(result, DataError):
+            if dataset not in failed:
+                failed.add(dataset)
+                yield dataset, seed, result
+            continue
+        append_line(out / "results.jsonl", json.dumps(result["record"], sort_keys=True))
+        yield dataset, seed, result
+
+
 def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
                   overrides: Sequence[str] = (), progress: bool = True,
                   log: Callable[[str], None] | None = None, jobs: int = 1,
@@ -254,6 +294,8 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
             + (f" (ensemble of {len(members)}; member 0 alone {100 * members[0]['test_micro_f1']:.2f}"
                f" / {100 * members[0]['test_macro_f1']:.2f})" if members else "")
             + f"  ({m['epochs']} epochs, {m['seconds']:.0f} s)")
+    if not distributed.is_main():  # under torchrun, rank 0 writes the tables
+        return pd.DataFrame()
     per_data = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
     scores = {d: rs for d, rs in per_data.items() if rs}
     frame = hgb_table(scores, datasets, attention)
@@ -285,6 +327,8 @@ def reproduce_knn(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
         done[dataset, seed] = m
         log(f"{dataset} seed {seed}: test accuracy {100 * m['test_accuracy']:.2f}  ({m['epochs']} epochs, "
             f"{m['seconds']:.0f} s)")
+    if not distributed.is_main():  # under torchrun, rank 0 writes the tables
+        return pd.DataFrame()
     scores = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
     ours = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
     row = []
@@ -335,6 +379,8 @@ def reproduce_ogb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
         key, label = ogb_metric_key(dataset)
         log(f"{dataset} seed {seed}: test {label} {100 * m[key]:.2f}  ({m['epochs']} epochs, "
             f"{m['seconds']:.0f} s)")
+    if not distributed.is_main():  # under torchrun, rank 0 writes the tables
+        return pd.DataFrame()
     scores = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
     ours = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
     rows: dict[str, list[str]] = {ours: []}
