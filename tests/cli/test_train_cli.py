@@ -115,3 +115,24 @@ def test_ensemble_run_names_its_members(capsys, tmp_path, monkeypatch, dblp_cach
     assert lines[1] == ("ensemble of 2; test Micro-F1 of each member alone: "
                         f"{100 * members[0]['test_micro_f1']:.2f}, {100 * members[1]['test_micro_f1']:.2f}")
     assert (out / "checkpoint.pt").is_file() and (out / "checkpoint-member1.pt").is_file()
+
+
+@pytest.mark.parametrize("dataset", ["ogbn-arxiv", "ogbn-proteins", "ogbn-mag"])
+def test_ogb_runs_score_with_ogbs_evaluator(capsys, tmp_path, monkeypatch, dataset):
+    """`brlgraph train --dataset ogbn-*` on data in ogb's raw layout: ogb processes it, the
+    run ends with ogb's metric (accuracy, or ROC-AUC for the multi-label ogbn-proteins)."""
+    from tests.data.ogb_samples import WRITERS
+
+    WRITERS[dataset](tmp_path / "data" / "ogb")
+    monkeypatch.setenv("BRLGRAPH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("BRLGRAPH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    small = ["--set", "train.epochs=2", "--set", "model.hidden_channels=16", "--set", "model.heads=2",
+             "--set", "model.gnn_layers=1", "--set", "model.window=4", "--set", "model.reservoir_size=4"]
+    assert main(["train", "--dataset", dataset, *small, "--json", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    key = "test_rocauc" if dataset == "ogbn-proteins" else "test_accuracy"
+    assert 0.0 <= summary[key] <= 1.0
+    record = json.loads((out / "results.jsonl").read_text())
+    assert record["world_size"] == 1 and record["metrics"][key] == summary[key]
+    assert (out / f"{dataset}_0.txt").is_file()
