@@ -573,3 +573,28 @@ def test_evaluation_reuses_the_path_means_of_the_same_node_states():
     with torch.enable_grad():
         torch.testing.assert_close(changed, model(graph, seqs, node_states=h).detach())
     assert repr(model._eval_path_means).endswith("(empty)")  # a step with gradients drops it
+
+
+@pytest.mark.parametrize("attention", ["brl", "local"])
+def test_activation_checkpointing_gives_the_same_values_and_gradients(attention):
+    """model.checkpoint recomputes each GNN layer and half-block in the backward pass
+    with the dropout masks of the forward pass: the same loss and gradients, bitwise."""
+    from brlgraph.data.synthetic import sbm_graph
+
+    data = sbm_graph(300, num_features=12, seed=1)
+    graph = GraphView.from_data(data)
+    results = []
+    for checkpoint in (False, True):
+        torch.manual_seed(5)
+        model = BRLGraphSequenceModel.from_data(
+            graph, num_classes=10, attention=attention, gnn="hsage", gnn_layers=2, checkpoint=checkpoint,
+            **{**SMALL, "dropout": 0.3})
+        model.train()
+        loss = torch.nn.functional.cross_entropy(model(graph), data.y)
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in model.parameters()], torch.get_rng_state()))
+    (l0, g0, rng0), (l1, g1, rng1) = results
+    assert torch.equal(l0, l1) and torch.equal(rng0, rng1)
+    assert len(g0) == len(g1)
+    for a, b in zip(g0, g1, strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
