@@ -69,6 +69,10 @@ class SequenceConfig:
     eval_draws: int = 1
     #: node order of the graph-as-one-sequence mode: rcm, bfs or identity
     order: str = "rcm"
+    #: graph as one sequence: 0 = the whole graph is one sequence; c > 0 = train and
+    #: evaluate on consecutive chunks of c positions of the order, each a sequence over
+    #: the subgraph its nodes induce (brlgraph.train.chunked; docs/scaling.md)
+    chunk_size: int = 0
 
 
 @dataclass
@@ -187,6 +191,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "sequences.seq_len": _at_least(1),
     "sequences.max_hops": _at_least(1),
     "sequences.eval_draws": _at_least(1),
+    "sequences.chunk_size": _at_least(0, " (0 = the whole graph)"),
     "model.hidden_channels": _at_least(1),
     "model.layers": _at_least(1),
     "model.heads": _at_least(1),
@@ -215,7 +220,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 TASK_KEYS: dict[str, tuple[str, ...]] = {
     "node-as-sequence": ("sequences.seq_len", "sequences.max_hops", "model.path_tokens",
                          "train.batch_size", "train.eval_batch_size"),
-    "graph-as-one-sequence": ("data.knn_k", "sequences.order"),
+    "graph-as-one-sequence": ("data.knn_k", "sequences.order", "sequences.chunk_size"),
     "multi-label": ("train.positive_weight",),
 }
 

@@ -250,6 +250,10 @@ def build_task(data, config: Config, device: str = "cpu") -> NodeSequenceTask | 
     validate(config)  # build_config did; a Config made or changed in code may not have been
     if task_of(config.data.name) == "node-as-sequence":
         return NodeSequenceTask(data, config, device)
+    if config.sequences.chunk_size:
+        from brlgraph.train.chunked import ChunkedGraphSequenceTask
+
+        return ChunkedGraphSequenceTask(data, config, device)
     return GraphSequenceTask(data, config, device)
 
 
