@@ -117,10 +117,12 @@ def test_ensemble_run_names_its_members(capsys, tmp_path, monkeypatch, dblp_cach
     assert (out / "checkpoint.pt").is_file() and (out / "checkpoint-member1.pt").is_file()
 
 
-@pytest.mark.parametrize("dataset", ["ogbn-arxiv", "ogbn-proteins", "ogbn-mag"])
+@pytest.mark.parametrize("dataset", ["ogbn-arxiv"])
 def test_ogb_runs_score_with_ogbs_evaluator(capsys, tmp_path, monkeypatch, dataset):
     """`brlgraph train --dataset ogbn-*` on data in ogb's raw layout: ogb processes it, the
-    run ends with ogb's metric (accuracy, or ROC-AUC for the multi-label ogbn-proteins)."""
+    run ends with ogb's metric (accuracy, or ROC-AUC for the multi-label ogbn-proteins:
+    `reproduce ogb` runs it in tests/cli/test_reproduce_cli.py, ogbn-mag runs in
+    tests/train/test_distributed.py)."""
     from tests.data.ogb_samples import WRITERS
 
     WRITERS[dataset](tmp_path / "data" / "ogb")
