@@ -18,7 +18,9 @@ Writes ``benchmarks/results/scale_cpu.json`` (``--out``): one object per size wi
 (the process's peak resident memory, data and graph included), ``accuracy`` (test
 accuracy of the best validation epoch), ``mode`` (``"whole"``: one sequence of all N
 nodes; ``"chunked"`` with ``--set sequences.chunk_size=c``), and the parts:
-``setup_peak_mib`` (the peak before training: data, graph view, model, order), ``data_seconds`` (generating the graph), ``build_seconds``
+``setup_peak_mib`` (the peak before training: data, graph view, model, order),
+``forward_seconds`` (one forward pass without gradients, by part: ``encoder``, ``gnn``,
+``blocks``, ``readout``), ``data_seconds`` (generating the graph), ``build_seconds``
 (its symmetric CSR view and the model), ``order_seconds`` (RCM), ``first_epoch_seconds``, ``eval_seconds``
 (one forward pass over the whole graph), ``num_edges``.
 
@@ -108,6 +110,7 @@ def run_one(num_nodes: int, epochs: int, overrides: list[str], seed: int) -> dic
     t0 = time.perf_counter()
     test = task.evaluate("test")
     eval_seconds = time.perf_counter() - t0
+    parts = forward_parts(task) if not config.sequences.chunk_size else {}
     later = epoch_times[1:] or epoch_times
     return {"num_nodes": num_nodes, "epoch_seconds": sum(later) / len(later),
             "peak_mib": peak_mib(), "accuracy": test["accuracy"],
@@ -115,9 +118,36 @@ def run_one(num_nodes: int, epochs: int, overrides: list[str], seed: int) -> dic
             "epochs": len(epoch_times), "best_epoch": summary["best_epoch"],
             "first_epoch_seconds": epoch_times[0], "epoch_seconds_each": epoch_times,
             "data_seconds": data_seconds, "build_seconds": build_seconds,
-            "order_seconds": order_seconds, "eval_seconds": eval_seconds,
+            "order_seconds": order_seconds, "eval_seconds": eval_seconds, "forward_seconds": parts,
             "num_edges": task.graph.num_edges // 2, "threads": torch.get_num_threads(),
             "config": config.to_dict()}
+
+
+def forward_parts(task) -> dict[str, float]:
+    """Seconds of each part of one forward pass without gradients over the whole graph:
+    input projection, GNN pre-encoder, the blocks over the sequence, readout."""
+    import torch
+
+    from brlgraph.sequences import inverse_permutation
+
+    model, graph = task.model, task.graph
+    model.eval()
+    out = {}
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        h = model.encoder(graph)
+        out["encoder"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        h = model.gnn(h, graph) if model.gnn is not None else h
+        out["gnn"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        perm = model.node_permutation(graph)
+        x, _ = model.blocks(h[perm].unsqueeze(0))
+        out["blocks"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.readout(x[0][inverse_permutation(perm)])
+        out["readout"] = time.perf_counter() - t0
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
