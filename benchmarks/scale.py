@@ -58,14 +58,17 @@ CONFIG = {
 }
 
 
-#: glibc malloc settings of the child processes (``--system-malloc`` leaves the defaults).
-#: By default glibc serves every allocation above 32 MiB with a fresh mmap and unmaps it
-#: on free, so each [10^6, 64] float tensor (256 MiB) of every step is page-faulted and
-#: zeroed anew: here, allocating and filling such a tensor 20 times took 6.1 s against
-#: 1.2 s with these settings, which keep freed memory in the heap for the next step. At
-#: 10^5 nodes a tensor is 25 MiB and glibc reuses it anyway, so without them the time
-#: per node grows from 10^5 to 10^6 for the allocator's sake alone.
-REUSE_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 34)}
+#: jemalloc for the measured processes (``--allocator``), set to keep the memory it frees
+#: for the next step (``oversize_threshold:0`` keeps large allocations in its ordinary
+#: size classes; no decay returns them to the system). With glibc's malloc every
+#: allocation above 32 MiB is a fresh mmap, unmapped on free, so each [10^6, 64] float
+#: tensor (256 MiB) of every step is page-faulted and zeroed anew; keeping freed memory
+#: in glibc's heap instead (MALLOC_MMAP_THRESHOLD_) fragments it. One epoch at 3 x 10^5
+#: nodes, this model, one thread: glibc 18.3 s / 2.2 GiB peak; glibc's heap 10.2 s /
+#: 4.6 GiB; glibc with transparent huge pages 12.7 s / 2.2 GiB; jemalloc as here
+#: 9.2 s / 2.1 GiB (docs/scaling.md).
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+JEMALLOC_CONF = "oversize_threshold:0,dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
 def peak_mib() -> float:
@@ -157,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override on top of CONFIG, e.g. --set model.checkpoint=false")
-    p.add_argument("--system-malloc", action="store_true",
-                   help="leave glibc's malloc at its defaults (see REUSE_FREED_MEMORY)")
+    p.add_argument("--allocator", choices=["jemalloc", "glibc"], default=None,
+                   help="memory allocator of the measured processes (default: jemalloc where "
+                        "installed, see JEMALLOC; else glibc's malloc)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale_cpu.json"))
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child process
     args = p.parse_args(argv)
@@ -169,8 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     from brlgraph.io import atomic_write
 
     env = dict(os.environ)
-    if not args.system_malloc:
-        env.update(REUSE_FREED_MEMORY)
+    allocator = args.allocator or ("jemalloc" if Path(JEMALLOC).is_file() else "glibc")
+    if allocator == "jemalloc":
+        if not Path(JEMALLOC).is_file():
+            raise SystemExit(f"--allocator jemalloc: {JEMALLOC} not found (Debian: apt-get install libjemalloc2)")
+        env.update(LD_PRELOAD=JEMALLOC, MALLOC_CONF=JEMALLOC_CONF)
+    else:
+        print("measuring with glibc's malloc: at 10^6 nodes an epoch takes about twice as long "
+              "(see JEMALLOC)", file=sys.stderr)
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         cmd = [sys.executable, __file__, "--one", str(n), "--epochs", str(args.epochs),
@@ -192,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "malloc": "glibc defaults" if args.system_malloc else REUSE_FREED_MEMORY,
+            "allocator": allocator if allocator == "glibc" else f"jemalloc ({JEMALLOC_CONF})",
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "epochs": args.epochs,
             "load_average": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "command": "python benchmarks/scale.py " + " ".join(argv if argv is not None else sys.argv[1:])}
