@@ -12,8 +12,10 @@ and the loop (:func:`brlgraph.train.loop.fit`) then trains through
   one-sequence graph) is cut into N contiguous parts (:func:`shard`), process r computes
   the loss of part r weighted by ``N * len(part) / len(batch)``, so that DDP's average
   over processes is the one-process mean: the same gradient, summed in another order;
-- evaluation runs whole in every process (the same weights give the same scores, so
-  every process takes the same early-stopping decision);
+- evaluation shares the targets of node-as-sequence data sets out the same way and
+  gathers the logits (:func:`gather_rows`; a one-sequence graph is evaluated whole in
+  every process), so every process scores the same logits and takes the same
+  early-stopping decision;
 - rank 0 alone writes checkpoints, ``results.jsonl``, prediction files and progress;
   a checkpoint also holds every rank's RNG state, so ``--resume`` under torchrun
   continues each process where it stopped.
@@ -150,6 +152,19 @@ def mean(value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item()) / world_size()
+
+
+def gather_rows(local: torch.Tensor, n: int) -> torch.Tensor:
+    """The [n, ...] concatenation, in rank order, of every process's rows ``local`` (its
+    :func:`shard` of n rows): evaluation shares the targets out and gathers the logits."""
+    world = world_size()
+    bounds = [n * i // world for i in range(world + 1)]
+    size = max(b - a for a, b in zip(bounds, bounds[1:], strict=False))
+    padded = local.new_zeros(size, *local.shape[1:])
+    padded[:len(local)] = local
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:b - a] for part, a, b in zip(parts, bounds, bounds[1:], strict=False)])
 
 
 def gather(obj: Any) -> list[Any]:

@@ -156,10 +156,22 @@ class NodeSequenceTask:
         self.model.eval()
         h = self.model.node_states(self.graph)
         bs = self.config.train.eval_batch_size
+        if distributed.active():  # under torchrun: each process its part of the targets
+            return torch.stack([self._shared_logits(seqs, h) for seqs in self.eval_seqs[split]]).mean(0)
         draws = [torch.cat([self.model(self.graph, seqs[i:i + bs], node_states=h)
                             for i in range(0, len(seqs), bs)])
                  for seqs in self.eval_seqs[split]]
         return torch.stack(draws).mean(0)
+
+    def _shared_logits(self, seqs, h: torch.Tensor) -> torch.Tensor:
+        """Logits of all of ``seqs``: this process computes its part, then all gather."""
+        part = distributed.shard(len(seqs))
+        assert part is not None
+        mine = seqs[torch.arange(part[0].start, part[0].stop)]
+        bs = self.config.train.eval_batch_size
+        out = [self.model(self.graph, mine[i:i + bs], node_states=h) for i in range(0, len(mine), bs)]
+        local = torch.cat(out) if out else h.new_zeros(0, self.model.head.out_features)
+        return distributed.gather_rows(local, len(seqs))
 
     def evaluate(self, split: str, logits: torch.Tensor | None = None) -> dict[str, float]:
         logits = self.logits(split) if logits is None else logits
