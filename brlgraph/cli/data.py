@@ -4,6 +4,7 @@
     brlgraph data stats DBLP [--json]  # nodes/edges per type, feature sizes, classes, splits
     brlgraph data verify DBLP          # checksums against the manifest, then a full parse
     brlgraph data download DBLP        # official download, checksum-verified, into the cache
+    brlgraph data download ogbn-arxiv  # ogb's own download into $BRLGRAPH_DATA/ogb
 
 ``--root`` names the data folder (default ``BRLGRAPH_DATA``). Progress bars go to
 stderr; results to stdout. Problems with the data raise
@@ -255,7 +256,16 @@ def _sha256(path: Path) -> str:
 
 def _download(args: argparse.Namespace) -> int:
     from brlgraph.data import sources
+    from brlgraph.data.ogb import OGB_NAMES, download_ogb, locate_ogb
 
+    if args.name.lower() in OGB_NAMES:  # ogb's own download and processing, into <root>/ogb
+        name = args.name.lower()
+        found = locate_ogb(name, args.root)
+        if found is not None:
+            print(f"{name}: already present at {found}")
+            return 0
+        print(f"{name}: downloaded by ogb into {download_ogb(name, args.root)}")
+        return 0
     name = sources.canonical_name(args.name)
     located = sources.locate(name, args.root)
     if located is not None:

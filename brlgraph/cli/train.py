@@ -14,6 +14,12 @@ JSON object of the final metrics.
 The configuration is checked whole before anything is written; ``--out`` is created
 only then, and is owned by the run while it trains (a second run on the same folder
 is refused).
+
+    torchrun --nproc_per_node=N -m brlgraph train --dataset DBLP ...
+
+trains the same run in N processes with DistributedDataParallel (gloo on the CPU, nccl
+with ``--device cuda``, one GPU each), each step's targets shared out over them; rank 0
+writes the files and the output (:mod:`brlgraph.train.distributed`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train and evaluate a model on one data set",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, metavar="NAME",
-                   help="DBLP, ACM, IMDB, Freebase (HGB) or 20News, Mini-ImageNet (kNN graphs)")
+                   help="DBLP, ACM, IMDB, Freebase (HGB), 20News, Mini-ImageNet (kNN graphs) or "
+                        "ogbn-arxiv, ogbn-products, ogbn-proteins, ogbn-mag (OGB)")
     p.add_argument("--attention", default=None, metavar="NAME",
                    help="attention backend: brl (default), full, local, performer, linformer, regla")
     p.add_argument("--config", default=None, metavar="FILE.toml", help="config file over the defaults")
@@ -75,10 +82,8 @@ def resolve_device(name: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brlgraph.io import json_text, run_folder_lock
-    from brlgraph.train.config import KNN_DATASETS, build_config
-    from brlgraph.train.experiment import run_experiment
-    from brlgraph.train.runner import write_hgb_predictions
+    from brlgraph.train import distributed
+    from brlgraph.train.config import build_config
 
     overrides = list(args.overrides)
     if args.attention is not None:
@@ -86,18 +91,34 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     config = build_config(args.dataset, args.config, overrides)
-    device = resolve_device(args.device)
+    device = distributed.setup(resolve_device(args.device))  # under torchrun: join the group
+    try:
+        return _train(args, config, device)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, config, device: str) -> int:
+    from brlgraph.io import json_text, run_folder_lock
+    from brlgraph.train import distributed
+    from brlgraph.train.config import KNN_DATASETS, OGB_DATASETS
+    from brlgraph.train.experiment import run_experiment
+    from brlgraph.train.runner import write_hgb_predictions
+
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config.data.name}-{config.model.attention}-seed{config.seed}")
-    with run_folder_lock(out):
+    with run_folder_lock(out):  # under torchrun, rank 0 alone holds it
         result = run_experiment(config, out, device=device, resume=args.resume, progress=not args.quiet,
                                 download=args.download, allow_pickle=args.allow_pickle)
+        if not distributed.is_main():  # under torchrun, rank 0 reports and writes
+            return 0
         write_hgb_predictions(out / f"{config.data.name}_{config.seed}.txt", result["predictions"])
     m = result["metrics"]
-    score = "accuracy" if config.data.name in KNN_DATASETS else "micro_f1"
+    score = "accuracy" if config.data.name in KNN_DATASETS + OGB_DATASETS else "micro_f1"
     print(f"{config.data.name} ({config.model.attention}, seed {config.seed}): "
           f"test Micro-F1 {100 * m['test_micro_f1']:.2f}  Macro-F1 {100 * m['test_macro_f1']:.2f}"
-          + (f"  accuracy {100 * m['test_accuracy']:.2f}" if score == "accuracy" else "")
+          + (f"  accuracy {100 * m['test_accuracy']:.2f}" if score == "accuracy" and "test_accuracy" in m else "")
+          + (f"  ROC-AUC {100 * m['test_rocauc']:.2f}" if "test_rocauc" in m else "")
           + f"  (val Micro-F1 {100 * m['val_micro_f1']:.2f}, {m['epochs']} epochs, "
           f"{m['seconds']:.1f} s)")
     members = result["record"].get("members")
@@ -106,5 +127,5 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{100 * r['test_micro_f1']:.2f}" for r in members))
     print(f"wrote {out}/")
     if args.json:
-        print(json_text({k: m[k] for k in (*SUMMARY_KEYS, "test_accuracy") if k in m}))
+        print(json_text({k: m[k] for k in (*SUMMARY_KEYS, "test_accuracy", "test_rocauc") if k in m}))
     return 0

@@ -31,8 +31,8 @@ node orders; :class:`~brlgraph.nn.cache.LastGraphCache`), outside any
 ``torch.compile`` region, so a compiled model runs on graphs it has not seen. Hyper-parameters (keyword arguments of ``from_data``): ``hidden_channels``, ``layers``,
 ``heads``, ``attention``, ``window``, ``reservoir_size``, ``attention_options``, ``dropout``,
 ``input_dropout``, ``gnn_layers``, ``gnn``, ``ff_mult``, ``logit_norm``,
-``embedding_std``, and ``max_hops``, ``path_tokens`` (BRLFormer) or ``order``
-(graph model).
+``embedding_std``, ``checkpoint`` (activation checkpointing while training), and
+``max_hops``, ``path_tokens`` (BRLFormer) or ``order`` (graph model).
 
 A block carries two residual streams, the tokens X [B, S, d] and the reservoir
 C [B, m, d_c] (spec 1.(6)); for backends without a reservoir C is ``None``::
@@ -125,30 +125,54 @@ class BRLBlock(nn.Module):
             self.ff_c = FeedForward(dc, ff_mult, dropout)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, reservoir: Tensor | None = None
+        self, x: Tensor, mask: Tensor | None = None, reservoir: Tensor | None = None,
+        checkpoint: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
+        """With ``checkpoint`` (and gradients on) the attention half and the feed-forward
+        half are each a :func:`torch.utils.checkpoint.checkpoint` segment: only their
+        inputs are kept, and the activations inside are computed again in the backward
+        pass (same values, same dropout masks)."""
+        if reservoir is None and self.uses_reservoir:
+            reservoir = self.attn.initial_reservoir(x.shape[0])
+        if checkpoint and torch.is_grad_enabled():
+            x, reservoir = torch.utils.checkpoint.checkpoint(
+                self._attention_half, x, mask, reservoir, use_reentrant=False)
+            return torch.utils.checkpoint.checkpoint(self._feed_forward_half, x, reservoir,
+                                                     use_reentrant=False)
+        return self._feed_forward_half(*self._attention_half(x, mask, reservoir))
+
+    def _attention_half(self, x: Tensor, mask: Tensor | None,
+                        reservoir: Tensor | None) -> tuple[Tensor, Tensor | None]:
         if not self.uses_reservoir:
             out, _ = self.attn.attend(self.norm1(x), mask, None)
-            x = x + self.dropout(out)
-            return x + self.dropout(self.ff(self.norm2(x))), reservoir
-        if reservoir is None:
-            reservoir = self.attn.initial_reservoir(x.shape[0])
+            return x + self.dropout(out), reservoir
         out, update = self.attn.attend(self.norm1(x), mask, self.norm1_c(reservoir))
         x = x + self.dropout(out)
         if update is not None:
             reservoir = reservoir + update
-        x = x + self.dropout(self.ff(self.norm2(x)))
-        reservoir = reservoir + self.ff_c(self.norm2_c(reservoir))
         return x, reservoir
+
+    def _feed_forward_half(self, x: Tensor, reservoir: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        x = x + self.dropout(self.ff(self.norm2(x)))
+        if not self.uses_reservoir:
+            return x, reservoir
+        return x, reservoir + self.ff_c(self.norm2_c(reservoir))
 
 
 class BRLBlocks(nn.ModuleList):
-    """L :class:`BRLBlock` s; the reservoir stream starts from the first block's E."""
+    """L :class:`BRLBlock` s; the reservoir stream starts from the first block's E.
+
+    ``checkpoint = True`` keeps, while training, only each half-block's input and
+    recomputes the rest in the backward pass (:meth:`BRLBlock.forward`): the graph as
+    one sequence of 10^6 tokens then trains in a fraction of the memory (docs/scaling.md).
+    """
+
+    checkpoint: bool = False
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         reservoir = None
         for block in self:
-            x, reservoir = block(x, mask, reservoir)
+            x, reservoir = block(x, mask, reservoir, checkpoint=self.checkpoint)
         return x, reservoir
 
 
@@ -176,6 +200,7 @@ class _GraphModel(nn.Module):
         logit_norm: float = 0.0,
         num_relations: int = 1,
         embedding_std: float = 1.0,
+        checkpoint: bool = False,
     ) -> None:
         super().__init__()
         if logit_norm < 0:
@@ -201,6 +226,15 @@ class _GraphModel(nn.Module):
         self.head = nn.Linear(hidden_channels, num_classes)
         self.attention = attention
         self.logit_norm = float(logit_norm)
+        self.set_checkpoint(checkpoint)
+
+    def set_checkpoint(self, on: bool) -> None:
+        """Activation checkpointing of the GNN layers and the blocks while training: the
+        same values and gradients in a fraction of the memory, for about one more forward
+        pass of time (``model.checkpoint``; docs/scaling.md has the figures)."""
+        self.blocks.checkpoint = bool(on)
+        if self.gnn is not None:
+            self.gnn.checkpoint = bool(on)
 
     @classmethod
     def from_data(cls: type[ModelT], data, num_classes: int | None = None, **hparams: Any) -> ModelT:
@@ -282,6 +316,8 @@ class BRLFormer(_GraphModel):
         embedding_std: initial standard deviation of every embedding table (nodes of
             featureless types, node types, hops, path steps; default 1 as
             ``nn.Embedding``), see :func:`~brlgraph.nn.node_encoder.scale_embeddings`.
+        checkpoint: activation checkpointing of the GNN layers and the blocks while
+            training (:meth:`set_checkpoint`); creates nothing and draws nothing.
 
     Shapes: ``forward(graph, seqs)`` with ``seqs`` of T rows and S tokens -> [T, C]
     (the blocks see S + P tokens when ``path_tokens`` > 0).

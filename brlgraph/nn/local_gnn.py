@@ -72,6 +72,7 @@ class LocalGNNEncoder(nn.Module):
             return GATConv(dim, dim // heads, heads=heads)
 
         self.kind = kind
+        self.checkpoint = False  # set by the model: see forward
         self.convs = nn.ModuleList(conv() for _ in range(num_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(num_layers))
         self.dropout = Dropout(dropout)
@@ -92,8 +93,18 @@ class LocalGNNEncoder(nn.Module):
         return (gcn_adjacency(graph) if self.kind == "gcn" else sparse_adjacency(graph)).to(device)
 
     def forward(self, h: Tensor, graph: GraphView) -> Tensor:
-        """h [N, d] -> [N, d] over the adjacency of ``graph``."""
+        """h [N, d] -> [N, d] over the adjacency of ``graph``.
+
+        With ``checkpoint`` set (and gradients on) each layer keeps only its input and
+        recomputes the rest in the backward pass, as :class:`~brlgraph.nn.brlformer.BRLBlocks` does.
+        """
         adj = self.adjacency(graph, h.device)
         for conv, norm in zip(self.convs, self.norms, strict=True):
-            h = h + self.dropout(nn.functional.gelu(conv(norm(h), adj)))
+            if self.checkpoint and torch.is_grad_enabled():
+                h = torch.utils.checkpoint.checkpoint(self._layer, conv, norm, h, adj, use_reentrant=False)
+            else:
+                h = self._layer(conv, norm, h, adj)
         return h
+
+    def _layer(self, conv: nn.Module, norm: nn.Module, h: Tensor, adj: Any) -> Tensor:
+        return h + self.dropout(nn.functional.gelu(conv(norm(h), adj)))

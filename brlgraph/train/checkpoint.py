@@ -107,14 +107,17 @@ def load_checkpoint(path: str | Path, config: dict[str, Any] | None = None) -> d
 
 
 def restore_state(path: str | Path, state: dict[str, Any], model: torch.nn.Module,
-                  optimizer: torch.optim.Optimizer, scheduler: Any, ema: bool = False) -> None:
+                  optimizer: torch.optim.Optimizer, scheduler: Any, ema: bool = False,
+                  rank: int = 0, world_size: int = 1) -> None:
     """Load the model, optimiser, schedule and RNG states of ``state`` (read from ``path``)
     into the live objects, after checking every part a resumed run will use.
 
     A checkpoint can pass its fingerprint and still not fit (edited, or written by a
     different version of the model code): a missing entry, another tensor shape, an
     optimiser state of other sizes. Each is a :class:`CheckpointError` naming the
-    file, raised before training goes on."""
+    file, raised before training goes on. A torchrun run's checkpoint keeps each
+    process's RNG state (``rng_by_rank``): process ``rank`` of ``world_size`` takes its
+    own when the process count is the same, the first process's otherwise."""
     try:
         for key, kind in (("epoch", int), ("stopped", bool), ("seconds", float), ("history", list),
                           ("best", dict)):
@@ -137,7 +140,8 @@ def restore_state(path: str | Path, state: dict[str, Any], model: torch.nn.Modul
                         raise ValueError(f"optimizer state '{name}' has shape {tuple(value.shape)}, "
                                          f"its parameter {tuple(param.shape)}")
         scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+        by_rank = state.get("rng_by_rank")
+        set_rng_state(by_rank[rank] if by_rank and len(by_rank) == world_size else state["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
         what = f"missing entry {err}" if isinstance(err, KeyError) else " ".join(str(err).split())
         what = what if len(what) <= 300 else what[:300] + "..."  # torch lists every key

@@ -34,9 +34,16 @@ from brlgraph.errors import ConfigError
 
 HGB_DATASETS = ("DBLP", "ACM", "IMDB", "Freebase")
 KNN_DATASETS = ("20News", "Mini-ImageNet")
-DATASETS = HGB_DATASETS + KNN_DATASETS
+#: OGB node property prediction, read by ogb itself (brlgraph.data.ogb); official splits
+OGB_DATASETS = ("ogbn-arxiv", "ogbn-products", "ogbn-proteins", "ogbn-mag")
+DATASETS = HGB_DATASETS + KNN_DATASETS + OGB_DATASETS
 #: data sets whose nodes carry several labels at once (binary cross-entropy, threshold 0.5)
-MULTI_LABEL_DATASETS = ("IMDB",)
+MULTI_LABEL_DATASETS = ("IMDB", "ogbn-proteins")
+#: data sets whose official metric is ogb's ROC-AUC (``val_rocauc``, ``test_rocauc``)
+ROCAUC_DATASETS = ("ogbn-proteins",)
+#: data sets where every target node is a sequence of its own (the heterogeneous ones);
+#: the others are one graph as one sequence
+NODE_SEQUENCE_DATASETS = HGB_DATASETS + ("ogbn-mag",)
 
 
 @dataclass
@@ -63,6 +70,10 @@ class SequenceConfig:
     eval_draws: int = 1
     #: node order of the graph-as-one-sequence mode: rcm, bfs or identity
     order: str = "rcm"
+    #: graph as one sequence: 0 = the whole graph is one sequence; c > 0 = train and
+    #: evaluate on consecutive chunks of c positions of the order, each a sequence over
+    #: the subgraph its nodes induce (brlgraph.train.chunked; docs/scaling.md)
+    chunk_size: int = 0
 
 
 @dataclass
@@ -95,6 +106,10 @@ class ModelConfig:
     #: initial standard deviation of every learned embedding table (featureless nodes,
     #: node types, hops, path steps); 1 is nn.Embedding's default
     embedding_std: float = 1.0
+    #: activation checkpointing while training: each GNN layer and each half of a block
+    #: keeps only its input and recomputes the rest in the backward pass (same values and
+    #: gradients; less memory for more time, measured in docs/scaling.md)
+    checkpoint: bool = False
 
 
 @dataclass
@@ -122,7 +137,8 @@ class TrainConfig:
     #: identical; on an H100 (torch 2.11) two runs gave the same predictions and scores
     #: and a test loss 2e-7 apart (relative)
     deterministic: bool = True
-    #: validation metric of early stopping: val_micro_f1, val_macro_f1, val_accuracy, val_loss
+    #: validation metric of early stopping: val_micro_f1, val_macro_f1, val_accuracy,
+    #: val_rocauc (ogbn-proteins), val_loss
     monitor: str = "val_micro_f1"
     #: target nodes per forward pass during evaluation (node-as-sequence)
     eval_batch_size: int = 1024
@@ -156,7 +172,7 @@ class Config:
 CHOICES = {
     "model.attention": ("brl", "full", "local", "performer", "linformer", "regla"),
     "train.schedule": ("constant", "cosine"),
-    "train.monitor": ("val_micro_f1", "val_macro_f1", "val_accuracy", "val_loss"),
+    "train.monitor": ("val_micro_f1", "val_macro_f1", "val_accuracy", "val_rocauc", "val_loss"),
     "sequences.order": ("rcm", "bfs", "identity"),
     "model.gnn": ("gcn", "sage", "gat", "hsage", "rsage"),
 }
@@ -184,6 +200,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "sequences.seq_len": _at_least(1),
     "sequences.max_hops": _at_least(1),
     "sequences.eval_draws": _at_least(1),
+    "sequences.chunk_size": _at_least(0, " (0 = the whole graph)"),
     "model.hidden_channels": _at_least(1),
     "model.layers": _at_least(1),
     "model.heads": _at_least(1),
@@ -212,14 +229,15 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 TASK_KEYS: dict[str, tuple[str, ...]] = {
     "node-as-sequence": ("sequences.seq_len", "sequences.max_hops", "model.path_tokens",
                          "train.batch_size", "train.eval_batch_size"),
-    "graph-as-one-sequence": ("data.knn_k", "sequences.order"),
+    "graph-as-one-sequence": ("data.knn_k", "sequences.order", "sequences.chunk_size"),
     "multi-label": ("train.positive_weight",),
 }
 
 
 def task_of(dataset: str) -> str:
-    """``"node-as-sequence"`` (HGB data sets) or ``"graph-as-one-sequence"`` (kNN graphs)."""
-    return "node-as-sequence" if dataset in HGB_DATASETS else "graph-as-one-sequence"
+    """``"node-as-sequence"`` (HGB data sets, ogbn-mag) or ``"graph-as-one-sequence"``
+    (kNN graphs, the homogeneous OGB graphs)."""
+    return "node-as-sequence" if dataset in NODE_SEQUENCE_DATASETS else "graph-as-one-sequence"
 
 
 def _section_names() -> list[str]:
@@ -398,6 +416,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"model.hidden_channels ({cfg.model.hidden_channels}) must be divisible by "
                           f"model.heads ({cfg.model.heads})")
     name = cfg.data.name
+    if cfg.train.monitor == "val_rocauc" and name not in ROCAUC_DATASETS:
+        raise ConfigError(f"train.monitor = 'val_rocauc': only {', '.join(ROCAUC_DATASETS)} report a "
+                          f"ROC-AUC; {name} does not")
     tasks = {task_of(name)} | ({"multi-label"} if name in MULTI_LABEL_DATASETS else set())
     defaults = _flatten(Config().to_dict())
     for task, keys in TASK_KEYS.items():

@@ -30,7 +30,8 @@ from brlgraph.graph import GraphView
 from brlgraph.io import append_line, json_text
 from brlgraph.seeding import derive_seed, seed_everything
 from brlgraph.sequences import HopSequenceSampler, hop_ordered_sequences, node_order
-from brlgraph.train.config import HGB_DATASETS, Config, validate
+from brlgraph.train import distributed
+from brlgraph.train.config import HGB_DATASETS, OGB_DATASETS, Config, task_of, validate
 from brlgraph.train.loop import fit
 from brlgraph.train.metrics import (
     classification_loss,
@@ -51,6 +52,10 @@ def load_dataset(config: Config, download: bool = False, allow_pickle: bool = Fa
     name, seed = config.data.name, config.split_seed
     if name in HGB_DATASETS:
         return load_hgb(name, seed=seed, download=download, progress=download)
+    if name in OGB_DATASETS:  # ogb's official split: no split seed
+        from brlgraph.data.ogb import load_ogb
+
+        return load_ogb(name, download=download)
     if name == "Mini-ImageNet":
         return load_mini_imagenet(k=config.data.knn_k, seed=seed, allow_pickle=allow_pickle)
     return load_20news(k=config.data.knn_k, seed=seed, download=download, progress=download)
@@ -61,7 +66,32 @@ def model_options(config: Config) -> dict[str, Any]:
     return dict(hidden_channels=m.hidden_channels, layers=m.layers, heads=m.heads, attention=m.attention,
                 window=m.window, reservoir_size=m.reservoir_size, dropout=m.dropout,
                 input_dropout=m.input_dropout, gnn_layers=m.gnn_layers, gnn=m.gnn,
-                logit_norm=m.logit_norm, embedding_std=m.embedding_std)
+                logit_norm=m.logit_norm, embedding_std=m.embedding_std, checkpoint=m.checkpoint)
+
+
+def ogb_name(data) -> str | None:
+    """The OGB name of ``data`` when ogb's ``Evaluator`` scores it, else None."""
+    return data.name if getattr(data, "ogb_metric", None) is not None else None
+
+
+def official_metrics(ogb: str | None, logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """The data set's own evaluator where it has one: ogb's ``Evaluator`` for OGB data
+    (``accuracy`` or ``rocauc``; its accuracy replaces brlgraph's); else nothing."""
+    if ogb is None:
+        return {}
+    from brlgraph.data.ogb import ogb_evaluate
+
+    return ogb_evaluate(ogb, logits, target)
+
+
+def sharded_rows(part: tuple[slice, float], n: int) -> tuple[torch.Tensor, float]:
+    """Row indices of :func:`~brlgraph.train.distributed.shard`'s part and its weight. An
+    empty part (a batch smaller than the number of processes) takes row 0 with weight 0:
+    every process runs the same forward and backward, as DDP needs."""
+    span, share = part
+    if span.stop > span.start:
+        return torch.arange(span.start, span.stop), share
+    return torch.zeros(min(n, 1), dtype=torch.long), 0.0
 
 
 def train_weights(config: Config, num_classes: int, device: torch.device | str) -> torch.Tensor | None:
@@ -92,6 +122,7 @@ class NodeSequenceTask:
         self.config, self.device = config, device
         self.multi_label = bool(getattr(data, "multi_label", False))
         self.graph = GraphView.from_data(data)
+        self.ogb = ogb_name(data)
         target = data[data.target_type]
         self.target_type, self.global_id = data.target_type, target.global_id
         self.type_id = list(data.node_types).index(data.target_type)
@@ -127,21 +158,40 @@ class NodeSequenceTask:
 
     def loss(self, batch) -> torch.Tensor:
         seqs, y = batch
-        return classification_loss(self.model(self.graph, seqs), y, self.multi_label, self.weight)
+        part = distributed.shard(len(y))  # under torchrun: this process's part of the batch
+        if part is None:
+            return classification_loss(self.model(self.graph, seqs), y, self.multi_label, self.weight)
+        rows, share = sharded_rows(part, len(y))
+        loss = classification_loss(self.model(self.graph, seqs[rows]), y[rows.to(y.device)],
+                                   self.multi_label, self.weight)
+        return share * loss
 
     @torch.no_grad()
     def logits(self, split: str) -> torch.Tensor:
         self.model.eval()
         h = self.model.node_states(self.graph)
         bs = self.config.train.eval_batch_size
+        if distributed.active():  # under torchrun: each process its part of the targets
+            return torch.stack([self._shared_logits(seqs, h) for seqs in self.eval_seqs[split]]).mean(0)
         draws = [torch.cat([self.model(self.graph, seqs[i:i + bs], node_states=h)
                             for i in range(0, len(seqs), bs)])
                  for seqs in self.eval_seqs[split]]
         return torch.stack(draws).mean(0)
 
+    def _shared_logits(self, seqs, h: torch.Tensor) -> torch.Tensor:
+        """Logits of all of ``seqs``: this process computes its part, then all gather."""
+        part = distributed.shard(len(seqs))
+        assert part is not None
+        mine = seqs[torch.arange(part[0].start, part[0].stop)]
+        bs = self.config.train.eval_batch_size
+        out = [self.model(self.graph, mine[i:i + bs], node_states=h) for i in range(0, len(mine), bs)]
+        local = torch.cat(out) if out else h.new_zeros(0, self.model.head.out_features)
+        return distributed.gather_rows(local, len(seqs))
+
     def evaluate(self, split: str, logits: torch.Tensor | None = None) -> dict[str, float]:
         logits = self.logits(split) if logits is None else logits
         return {**classification_metrics(logits, self.y[split], self.multi_label),
+                **official_metrics(self.ogb, logits, self.y[split]),
                 "loss": classification_loss(logits, self.y[split], self.multi_label).item()}
 
     def predictions(self, split: str = "test", logits: torch.Tensor | None = None) -> dict[str, Any]:
@@ -161,8 +211,9 @@ class GraphSequenceTask:
         from brlgraph.nn.brlformer import BRLGraphSequenceModel
 
         self.config, self.device = config, device
-        self.multi_label = False
+        self.multi_label = bool(getattr(data, "multi_label", False))
         self.graph = GraphView.from_data(data)
+        self.ogb = ogb_name(data)
         self.rows = {split: data[f"{split}_mask"].nonzero().view(-1).to(device)
                      for split in ("train", "val", "test")}
         check_splits(self.rows, getattr(data, "name", config.data.name))
@@ -189,8 +240,14 @@ class GraphSequenceTask:
 
     def loss(self, batch) -> torch.Tensor:
         rows, order = batch
+        part = distributed.shard(len(rows))  # under torchrun: this process's training rows
+        if part is not None:
+            index, share = sharded_rows(part, len(rows))
+            rows = rows[index.to(rows.device)]
+            logits = self.model(self.graph, order=order)[rows]
+            return share * classification_loss(logits, self.y[rows], self.multi_label, self.weight)
         logits = self.model(self.graph, order=order)[rows]
-        return classification_loss(logits, self.y[rows], weight=self.weight)
+        return classification_loss(logits, self.y[rows], self.multi_label, self.weight)
 
     @torch.no_grad()
     def logits(self, split: str) -> torch.Tensor:
@@ -206,19 +263,25 @@ class GraphSequenceTask:
     def evaluate(self, split: str, logits: torch.Tensor | None = None) -> dict[str, float]:
         logits = self.logits(split) if logits is None else logits
         y = self.y[self.rows[split]]
-        return {**classification_metrics(logits, y), "loss": classification_loss(logits, y).item()}
+        return {**classification_metrics(logits, y, self.multi_label), **official_metrics(self.ogb, logits, y),
+                "loss": classification_loss(logits, y, self.multi_label).item()}
 
     def predictions(self, split: str = "test", logits: torch.Tensor | None = None) -> dict[str, Any]:
         logits = self.logits(split) if logits is None else logits
-        pred = predict_labels(logits).cpu()
-        return {"global_id": self.rows[split].cpu().tolist(), "node_type_id": 0,
-                "labels": [[int(p)] for p in pred]}
+        pred = predict_labels(logits, self.multi_label).cpu()
+        labels = ([row.nonzero().view(-1).tolist() for row in pred] if self.multi_label
+                  else [[int(p)] for p in pred])
+        return {"global_id": self.rows[split].cpu().tolist(), "node_type_id": 0, "labels": labels}
 
 
 def build_task(data, config: Config, device: str = "cpu") -> NodeSequenceTask | GraphSequenceTask:
     validate(config)  # build_config did; a Config made or changed in code may not have been
-    if config.data.name in HGB_DATASETS:
+    if task_of(config.data.name) == "node-as-sequence":
         return NodeSequenceTask(data, config, device)
+    if config.sequences.chunk_size:
+        from brlgraph.train.chunked import ChunkedGraphSequenceTask
+
+        return ChunkedGraphSequenceTask(data, config, device)
     return GraphSequenceTask(data, config, device)
 
 
@@ -289,10 +352,12 @@ def run_experiment(config: Config, out: str | Path, device: str = "cpu", resume:
                    seconds=sum(s["seconds"] for s in summaries), setup_seconds=setup_seconds)
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dataset": config.data.name,
               "seed": config.seed, "split_seed": config.split_seed, "device": device,
-              "resumed": resume, "metrics": metrics, "config": config.to_dict()}
+              "resumed": resume, "world_size": distributed.world_size(), "metrics": metrics,
+              "config": config.to_dict()}
     if member_records:
         record["members"] = member_records
     results = Path(results_file) if results_file is not None else out / "results.jsonl"
-    append_line(results, json_text(record, sort_keys=True))
+    if distributed.is_main():  # under torchrun, rank 0 alone
+        append_line(results, json_text(record, sort_keys=True))
     return {"metrics": metrics, "predictions": task.predictions("test", combined["test"]),
             "config": config.to_dict(), "history": summaries[0]["history"], "record": record}

@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from brlgraph.errors import TrainingError
+from brlgraph.train import distributed
 from brlgraph.train.checkpoint import load_checkpoint, restore_state, rng_state, save_checkpoint
 from brlgraph.train.config import Config, TrainConfig
 
@@ -124,6 +125,9 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
     The model is left holding the best validation state. ``on_epoch_end(epoch,
     metrics)`` is called after each epoch's checkpoint is written (tests use it to
     interrupt a run). ``desc`` labels the progress bar (default: the data set).
+
+    Under torchrun the steps run through DistributedDataParallel (:mod:`brlgraph.train.distributed`);
+    rank 0 alone writes the checkpoint and shows progress.
     """
     cfg, model = config.train, task.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -134,20 +138,23 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
     average = copy.deepcopy(model.state_dict()) if cfg.ema > 0 else None
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, config.to_dict())
-        restore_state(checkpoint, state, model, optimizer, scheduler, ema=average is not None)
+        restore_state(checkpoint, state, model, optimizer, scheduler, ema=average is not None,
+                      rank=distributed.rank(), world_size=distributed.world_size())
         epoch, stopped, history, best = state["epoch"], state["stopped"], state["history"], state["best"]
         seconds = state["seconds"]
         if average is not None:
             average = state["ema"]
 
+    wrapped = distributed.wrap(model)  # the model itself in one process
     bar = tqdm(total=cfg.epochs, initial=epoch, desc=desc or config.data.name, file=sys.stderr,
-               disable=not progress, dynamic_ncols=True, leave=False)
+               disable=not progress or not distributed.is_main(), dynamic_ncols=True, leave=False)
     while epoch < cfg.epochs and not stopped:
         t0 = time.perf_counter()
         model.train()
         total, count = 0.0, 0
         for step, batch in enumerate(task.train_batches(epoch)):
-            loss = task.loss(batch)
+            with distributed.training_forward(task, wrapped):
+                loss = task.loss(batch)
             if not torch.isfinite(loss):  # stop before the step spreads it into the weights
                 bar.close()
                 raise TrainingError(diverged_message(loss.item(), epoch + 1, step + 1, cfg, checkpoint))
@@ -159,7 +166,7 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
             if average is not None:
                 ema_update(average, model, ema_decay(scheduler.last_epoch, cfg.ema))
             scheduler.step()
-            total, count = total + loss.item(), count + 1
+            total, count = total + distributed.mean(loss.item()), count + 1
 
         with weights_swapped(model, average):
             val = task.evaluate("val")
@@ -173,12 +180,14 @@ def fit(task: Task, config: Config, checkpoint: str | Path | None = None, resume
                     "model": copy.deepcopy(average if average is not None else model.state_dict())}
         epoch += 1
         stopped = epoch - best["epoch"] >= cfg.patience
-        if checkpoint is not None:
+        rngs = distributed.gather(rng_state()) if distributed.active() else None
+        if checkpoint is not None and distributed.is_main():
             save_checkpoint(checkpoint, {
                 "config": config.to_dict(), "epoch": epoch, "stopped": stopped, "seconds": seconds,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                "best": best, "history": history, "ema": average})
+                "best": best, "history": history, "ema": average,
+                **({"rng_by_rank": rngs} if rngs else {})})
         bar.update(1)
         bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val=f"{score[0]:.4f}",
                         best=f"{best['score'][0]:.4f}@{best['epoch']}")

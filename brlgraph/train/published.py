@@ -1,4 +1,4 @@
-"""Published results that ``brlgraph reproduce`` sets ours beside (HGB, and the kNN graphs).
+"""Published results that ``brlgraph reproduce`` sets ours beside (HGB, the kNN graphs, OGB).
 
 Numbers (%, mean over 5 seeds, HGB protocol) as collected in the project's
 ``docs/ANCHORS.md`` ("HGB node classification"), from the papers of HINormer
@@ -22,3 +22,12 @@ PUBLISHED_HGB: dict[str, dict[str, tuple[float, float]]] = {
 
 #: NodeFormer protocol, kNN graph k = 5, accuracy (%), from docs/ANCHORS.md
 PUBLISHED_KNN: dict[str, float] = {"20News": 66.01, "Mini-ImageNet": 86.77}
+
+#: OGB node property prediction on ogb's official splits (%, mean +- std over the
+#: published runs): accuracy, ROC-AUC for ogbn-proteins; (mean, std), std None where the
+#: source gives one run. Sources and the rows left out are in docs/ogb.md.
+PUBLISHED_OGB: dict[str, dict[str, tuple[float, float | None]]] = {
+    "SGFormer": {"ogbn-arxiv": (72.63, 0.13), "ogbn-proteins": (79.53, 0.38)},
+    "NodeFormer": {"ogbn-proteins": (77.45, 1.15)},
+    "Polynormer (first run)": {"ogbn-arxiv": (73.45, None), "ogbn-products": (83.82, None)},
+}

@@ -17,6 +17,9 @@ split), then
 A data set that cannot be loaded (Freebase: no graph files here) is reported as
 one line and skipped; the others go on.
 
+Under ``torchrun --nproc_per_node=N -m brlgraph reproduce ...`` the N processes share the
+runs out the same way (:func:`_run_shared`); rank 0 writes the tables and results.
+
 ``jobs`` > 1 trains that many runs (seeds and data sets) at once, each in a process
 of its own with cores / jobs torch threads (or ``OMP_NUM_THREADS`` where it is set),
 without progress bars. Each run is seeded on its own, so its scores are those of a
@@ -41,7 +44,8 @@ import pandas as pd
 
 from brlgraph.errors import ConfigError, DataError
 from brlgraph.io import append_line, atomic_write, json_text, run_folder_lock
-from brlgraph.train.published import PUBLISHED_HGB, PUBLISHED_KNN
+from brlgraph.train import distributed
+from brlgraph.train.published import PUBLISHED_HGB, PUBLISHED_KNN, PUBLISHED_OGB
 
 OURS = "brlgraph BRLFormer (ours)"
 
@@ -204,6 +208,10 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
     DataError once, for its first failing seed, and no more runs (one by one, its other
     seeds are not started: they would fail alike)."""
     failed: set[str] = set()
+    rank, world = distributed.group_rank_and_size()
+    if world > 1:  # under torchrun: the processes share the runs out
+        yield from _run_shared(runs, overrides, out, device, rank, world, resume)
+        return
     if jobs == 1:
         for dataset, seed in runs:
             if dataset in failed:
@@ -240,6 +248,38 @@ def _run_all(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Pat
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _run_shared(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: Path, device: str,
+                rank: int, world: int, resume: bool) -> Iterator[tuple[str, int, dict[str, Any] | DataError]]:
+    """torchrun's process ``rank`` of ``world`` trains runs ``rank``, ``rank + world``, ...,
+    each a one-process run writing its own folder; rank 0 gathers every result, appends
+    them to ``results.jsonl`` and yields them in the order of ``runs`` (the other ranks
+    yield nothing). A data set that fails is reported once."""
+    mine: list[tuple[str, int, dict[str, Any] | DataError]] = []
+    with distributed.one_process():
+        for dataset, seed in runs[rank::world]:
+            try:
+                result = _train_one(dataset, seed, overrides, out, device, False, None, resume)
+            except DataError as err:
+                mine.append((dataset, seed, err))
+                continue
+            mine.append((dataset, seed, {k: result[k] for k in ("metrics", "predictions", "record",
+                                                               "dataset", "attention")}))
+    gathered = distributed.gather(mine)
+    if rank != 0:
+        return
+    done = {(d, s): r for part in gathered for d, s, r in part}
+    failed: set[str] = set()
+    for dataset, seed in runs:
+        result = done[dataset, seed]
+        if isinstance(result, DataError):
+            if dataset not in failed:
+                failed.add(dataset)
+                yield dataset, seed, result
+            continue
+        append_line(out / "results.jsonl", json.dumps(result["record"], sort_keys=True))
+        yield dataset, seed, result
+
+
 def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
                   overrides: Sequence[str] = (), progress: bool = True,
                   log: Callable[[str], None] | None = None, jobs: int = 1,
@@ -271,6 +311,8 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
             + (f" (ensemble of {len(members)}; member 0 alone {100 * members[0]['test_micro_f1']:.2f}"
                f" / {100 * members[0]['test_macro_f1']:.2f})" if members else "")
             + f"  ({m['epochs']} epochs, {m['seconds']:.0f} s)")
+    if not distributed.is_main():  # under torchrun, rank 0 writes the tables
+        return pd.DataFrame()
     per_data = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
     scores = {d: rs for d, rs in per_data.items() if rs}
     frame = hgb_table(scores, datasets, attention)
@@ -305,6 +347,8 @@ def reproduce_knn(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
         done[dataset, seed] = m
         log(f"{dataset} seed {seed}: test accuracy {100 * m['test_accuracy']:.2f}  ({m['epochs']} epochs, "
             f"{m['seconds']:.0f} s)")
+    if not distributed.is_main():  # under torchrun, rank 0 writes the tables
+        return pd.DataFrame()
     scores = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
     ours = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
     row = []
@@ -320,4 +364,59 @@ def reproduce_knn(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
     frame.index.name = "method"
     write_table(out, "knn_table", frame)
     write_scores(out / "knn_scores.json", {d: rs for d, rs in scores.items() if rs})
+    return frame
+
+
+def ogb_metric_key(dataset: str) -> tuple[str, str]:
+    """(key of a run's metrics, column label) of an OGB data set's official metric."""
+    from brlgraph.train.config import ROCAUC_DATASETS
+
+    return ("test_rocauc", "ROC-AUC") if dataset in ROCAUC_DATASETS else ("test_accuracy", "accuracy")
+
+
+def reproduce_ogb(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
+                  overrides: Sequence[str] = (), progress: bool = True,
+                  log: Callable[[str], None] | None = None, jobs: int = 1,
+                  resume: bool = False) -> pd.DataFrame:
+    """OGB node property prediction: ogb's official split for every seed (the seed changes
+    the initialisation, dropout and context draws only), ogb's Evaluator's metric
+    (accuracy; ROC-AUC for ogbn-proteins), our mean +- std beside SGFormer, NodeFormer and
+    Polynormer (:data:`~brlgraph.train.published.PUBLISHED_OGB`, "n/a" where a paper has
+    no figure on the official split). Writes ``ogb_table.md``/``.csv`` and ``ogb_scores.json``;
+    ``seeds``, ``jobs`` and ``resume`` as in :func:`reproduce_hgb`."""
+    log = log or (lambda line: print(line, file=sys.stderr))
+    out = Path(out)
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    attention = "brl"
+    seeds = seed_list(seeds)
+    runs = [(d, seed) for d in datasets for seed in seeds]
+    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume):
+        if isinstance(result, DataError):
+            log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
+            continue
+        m, attention = {"seed": seed, **result["metrics"]}, result["attention"]
+        done[dataset, seed] = m
+        key, label = ogb_metric_key(dataset)
+        log(f"{dataset} seed {seed}: test {label} {100 * m[key]:.2f}  ({m['epochs']} epochs, "
+            f"{m['seconds']:.0f} s)")
+    if not distributed.is_main():  # under torchrun, rank 0 writes the tables
+        return pd.DataFrame()
+    scores = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
+    ours = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
+    rows: dict[str, list[str]] = {ours: []}
+    for d in datasets:
+        key, _ = ogb_metric_key(d)
+        if scores[d]:
+            mean, std = mean_std([100 * m[key] for m in scores[d]])
+            rows[ours].append(f"{mean:.2f} ± {std:.2f}")
+        else:
+            rows[ours].append("n/a")
+    for method, per_data in PUBLISHED_OGB.items():
+        rows[method] = [("n/a" if d not in per_data else f"{per_data[d][0]:.2f}" if per_data[d][1] is None
+                         else f"{per_data[d][0]:.2f} ± {per_data[d][1]:.2f}") for d in datasets]
+    frame = pd.DataFrame.from_dict(rows, orient="index",
+                                   columns=[f"{d} {ogb_metric_key(d)[1]}" for d in datasets])
+    frame.index.name = "method"
+    write_table(out, "ogb_table", frame)
+    write_scores(out / "ogb_scores.json", {d: rs for d, rs in scores.items() if rs})
     return frame

@@ -302,3 +302,25 @@ def test_reproduce_knn_reads_a_mini_imagenet_pickle_only_when_allowed(tmp_path, 
     assert main([*argv, "--allow-pickle", "--out", str(tmp_path / "allowed")]) == 0
     scores = json.loads((tmp_path / "allowed" / "knn_scores.json").read_text())["Mini-ImageNet"]
     assert len(scores) == 1 and 0 <= scores[0]["test_accuracy"] <= 1
+
+
+def test_reproduce_ogb_sets_ogbs_metric_beside_the_published_rows(tmp_path, monkeypatch, capsys):
+    from tests.data.ogb_samples import write_proteins
+
+    write_proteins(tmp_path / "data" / "ogb")
+    monkeypatch.setenv("BRLGRAPH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("BRLGRAPH_CACHE", str(tmp_path / "cache"))
+    small = ["--set", "train.epochs=1", "--set", "model.hidden_channels=16", "--set", "model.heads=2",
+             "--set", "model.gnn_layers=1"]
+    assert main(["reproduce", "ogb", "--datasets", "ogbn-proteins,ogbn-arxiv", "--seeds", "1", *small,
+                 "--quiet", "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert "ogbn-arxiv not found" in captured.err  # reported, skipped; proteins goes on
+    table = (tmp_path / "out" / "ogb_table.md").read_text()
+    assert "| ogbn-proteins ROC-AUC | ogbn-arxiv accuracy |" in table
+    assert "| SGFormer | 79.53 ± 0.38 | 72.63 ± 0.13 |" in table
+    assert "| NodeFormer | 77.45 ± 1.15 | n/a |" in table
+    ours = next(line for line in table.splitlines() if "(ours)" in line)
+    assert ours.endswith("| n/a |") and "±" in ours
+    scores = json.loads((tmp_path / "out" / "ogb_scores.json").read_text())
+    assert list(scores) == ["ogbn-proteins"] and 0 <= scores["ogbn-proteins"][0]["test_rocauc"] <= 1

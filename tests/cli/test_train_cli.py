@@ -155,6 +155,8 @@ def test_download_fetches_a_data_set_found_nowhere_and_trains(tmp_path, monkeypa
     assert main([*argv, "--download"]) == 0
     assert (tmp_path / "cache" / "downloads" / "hgb" / "ACM.zip").is_file()
     assert "ACM (brl, seed 0): test Micro-F1" in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------- hostile inputs
 
 
@@ -284,3 +286,26 @@ def test_allow_pickle_says_it_runs_code(capsys, command):
         main([*command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--allow-pickle" in text and "unpickling runs code from the file: use only with files you trust" in text
+
+
+@pytest.mark.parametrize("dataset", ["ogbn-arxiv"])
+def test_ogb_runs_score_with_ogbs_evaluator(capsys, tmp_path, monkeypatch, dataset):
+    """`brlgraph train --dataset ogbn-*` on data in ogb's raw layout: ogb processes it, the
+    run ends with ogb's metric (accuracy, or ROC-AUC for the multi-label ogbn-proteins:
+    `reproduce ogb` runs it in tests/cli/test_reproduce_cli.py, ogbn-mag runs in
+    tests/train/test_distributed.py)."""
+    from tests.data.ogb_samples import WRITERS
+
+    WRITERS[dataset](tmp_path / "data" / "ogb")
+    monkeypatch.setenv("BRLGRAPH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("BRLGRAPH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    small = ["--set", "train.epochs=2", "--set", "model.hidden_channels=16", "--set", "model.heads=2",
+             "--set", "model.gnn_layers=1", "--set", "model.window=4", "--set", "model.reservoir_size=4"]
+    assert main(["train", "--dataset", dataset, *small, "--json", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    key = "test_rocauc" if dataset == "ogbn-proteins" else "test_accuracy"
+    assert 0.0 <= summary[key] <= 1.0
+    record = json.loads((out / "results.jsonl").read_text())
+    assert record["world_size"] == 1 and record["metrics"][key] == summary[key]
+    assert (out / f"{dataset}_0.txt").is_file()
