@@ -4,8 +4,9 @@ Every backend runs at the operator level on the same split-head inputs
 (q, k, v: [1, heads, n, head_dim], fp32 on CPU, bf16 on CUDA), without the q/k/v/o
 projections that every module adds alike:
 
-    brl              BRL-Attention fast path (window w + m reservoir tokens, learnable
-                     temperatures and lambda)
+    brl              BRL-Attention as dispatched (window w + m reservoir tokens,
+                     learnable temperatures and lambda)
+    brl-chunked      the same forced onto the chunked path (impl="chunked")
     local            the same window alone (reservoir weight 0, no reservoir work)
     full             scaled_dot_product_attention
     performer        FAVOR+ with 2 * head_dim random features
@@ -57,7 +58,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
-BACKENDS = ("brl", "local", "full", "performer", "linformer", "regla", "local-attention")
+BACKENDS = ("brl", "brl-chunked", "local", "full", "performer", "linformer", "regla",
+            "local-attention")
 CPU_NS = tuple(2**p for p in range(10, 17))  # 1,024 .. 65,536
 CUDA_NS = tuple(2**p for p in range(10, 19))  # .. 262,144
 MODULE_BACKENDS = ("brl", "brl-chunked", "full", "local")
@@ -102,7 +104,7 @@ def _build(backend: str, n: int, args):
 
     q, k, v = (leaf(1, H, n, D) for _ in range(3))
     leaves = [q, k, v]
-    if backend == "brl":
+    if backend in ("brl", "brl-chunked"):
         rq, rk = leaf(1, H, m, D), leaf(1, H, m, D)
         gq, gk1, gk2 = (leaf(H, scale=0.1) for _ in range(3))
         theta = leaf(H, scale=0.0)
@@ -111,7 +113,7 @@ def _build(backend: str, n: int, args):
         def fwd():
             y, _, _ = brl_attention(q, k, v, rq, rk, tau_w=torch.exp(gq * gk1),
                                     tau_r=torch.exp(gq * gk2), lam=torch.sigmoid(theta),
-                                    window=w)
+                                    window=w, impl="chunked" if backend == "brl-chunked" else "auto")
             return y
     elif backend == "local":
         def fwd():

@@ -51,15 +51,8 @@ def key_range(a: int, b: int, n: int, window: int, window_mode: str) -> tuple[in
 class _Bucket:
     """One query bucket: its rows, its key range and its window pattern (additive)."""
 
-    def __init__(self, a: int, b: int, n: int, window: int, window_mode: str, dtype, device):
-        self.a, self.b = a, b
-        self.lo, self.hi = key_range(a, b, n, window, window_mode)
-        i = torch.arange(a, b, device=device)[:, None]
-        j = torch.arange(self.lo, self.hi, device=device)[None, :]
-        ok = ((i - j).abs() <= window if window_mode == "sliding"
-              else (i // window - j // window).abs() <= 1)
-        self.pattern = None if bool(ok.all()) else torch.zeros(
-            ok.shape, dtype=dtype, device=device).masked_fill_(~ok, float("-inf"))
+    def __init__(self, a: int, b: int, lo: int, hi: int, pattern: Tensor | None):
+        self.a, self.b, self.lo, self.hi, self.pattern = a, b, lo, hi, pattern
 
     def mask(self, kbias: Tensor | None, kvalid: Tensor | None) -> Tensor | None:
         """Additive mask [B or 1, 1, rows, keys]: window pattern plus key padding."""
@@ -70,8 +63,22 @@ class _Bucket:
 
 
 def _buckets(n: int, c: int, window: int, window_mode: str, dtype, device) -> list[_Bucket]:
-    return [_Bucket(a, min(n, a + c), n, window, window_mode, dtype, device)
-            for a in range(0, n, c)]
+    out, patterns = [], {}
+    for a in range(0, n, c):
+        b = min(n, a + c)
+        lo, hi = key_range(a, b, n, window, window_mode)
+        # Interior buckets share one pattern tensor: it depends on the offsets only
+        # (and, for blocks, on the bucket's start within its block).
+        key = (a - lo, b - a, hi - lo, a % window if window_mode == "block" else 0)
+        if key not in patterns:
+            i = torch.arange(a, b, device=device)[:, None]
+            j = torch.arange(lo, hi, device=device)[None, :]
+            ok = ((i - j).abs() <= window if window_mode == "sliding"
+                  else (i // window - j // window).abs() <= 1)
+            patterns[key] = None if bool(ok.all()) else torch.zeros(
+                ok.shape, dtype=dtype, device=device).masked_fill_(~ok, float("-inf"))
+        out.append(_Bucket(a, b, lo, hi, patterns[key]))
+    return out
 
 
 def _accumulate(dst: Tensor, src: Tensor, lo: int, hi: int, done: int) -> int:
@@ -88,7 +95,7 @@ def _accumulate(dst: Tensor, src: Tensor, lo: int, hi: int, done: int) -> int:
 
 class _SDPABRLFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, rqw, rkr, lam, kbias, kvalid, qvalid, buckets):
+    def forward(ctx, q, k, v, rqw, rkr, lam, kbias, kvalid, qvalid, buckets, write_chunk):
         B, H, N, D = q.shape
         reservoir = rqw is not None
         # [B, N, H, D] memory: the layout the module's merge of heads reads
@@ -96,13 +103,15 @@ class _SDPABRLFunction(torch.autograd.Function):
         if reservoir:
             u, lse_w = _FLASH(rqw, k, v, attn_mask=kbias)
             lam4 = lam.view(1, H, 1, 1)
-        # Per-bucket outputs are kept as they are for the backward (no sequence-sized copy).
+        # Per-bucket outputs and masks are kept as they are for the backward (no
+        # sequence-sized copy, no second mask construction).
         parts = []
         for bk in buckets:
             rows, keys = slice(bk.a, bk.b), slice(bk.lo, bk.hi)
             qb, yb = q[:, :, rows], y[:, :, rows]
-            o, lse = _FLASH(qb, k[:, :, keys], v[:, :, keys], attn_mask=bk.mask(kbias, kvalid))
-            parts += [o, lse]
+            mask = bk.mask(kbias, kvalid)
+            o, lse = _FLASH(qb, k[:, :, keys], v[:, :, keys], attn_mask=mask)
+            parts += [o, lse, mask]
             if reservoir:
                 og, lseg = _FLASH(qb, rkr, u)
                 parts += [og, lseg]
@@ -111,28 +120,37 @@ class _SDPABRLFunction(torch.autograd.Function):
                 yb.copy_(o)
             if qvalid is not None:
                 yb.mul_(qvalid[:, None, rows, None])
-        ctx.buckets = buckets
+        ctx.buckets, ctx.write_chunk = buckets, write_chunk
         ctx.reservoir = reservoir
+        ctx.n_parts = len(parts)
+        # masks may be None: saved through ctx, the tensors through save_for_backward
+        ctx.masks = parts[2::5 if reservoir else 3]
+        tensors = [t for i, t in enumerate(parts) if i % (5 if reservoir else 3) != 2]
         if reservoir:
-            ctx.save_for_backward(q, k, v, kbias, kvalid, qvalid, rqw, rkr, lam, u, lse_w, *parts)
+            ctx.save_for_backward(q, k, v, kbias, qvalid, rqw, rkr, lam, u, lse_w, *tensors)
             ctx.mark_non_differentiable(lse_w)
             return y, u
-        ctx.save_for_backward(q, k, v, kbias, kvalid, qvalid, *parts)
+        ctx.save_for_backward(q, k, v, kbias, qvalid, *tensors)
         return y, None
 
     @staticmethod
     def backward(ctx, dy, du_out):
-        q, k, v, kbias, kvalid, qvalid, *rest = ctx.saved_tensors
+        q, k, v, kbias, qvalid, *rest = ctx.saved_tensors
         B, H, N, D = q.shape
         reservoir = ctx.reservoir
+        need_lam = reservoir and ctx.needs_input_grad[5]
+        # dy at padded queries is dropped (their outputs are zero); lambda's split of the
+        # gradient is folded into the same per-row factor
+        qv = 1.0 if qvalid is None else qvalid[:, None, :, None]
         if reservoir:
             rqw, rkr, lam, u, lse_w, *parts = rest
             lam4 = lam.view(1, H, 1, 1)
+            f_loc, f_glob = qv * (1 - lam4), qv * lam4
             drkr = torch.zeros_like(rkr)
             du = torch.zeros_like(u) if du_out is None else du_out.clone()
-            dlam = torch.zeros_like(lam)
+            dlam = torch.zeros(B, H, dtype=q.dtype, device=q.device)
         else:
-            parts = rest
+            parts, f_loc = rest, qv
         step = 4 if reservoir else 2
         dq = q.new_empty(B, N, H, D).transpose(1, 2)
         dk = q.new_empty(B, N, H, D).transpose(1, 2)
@@ -142,35 +160,38 @@ class _SDPABRLFunction(torch.autograd.Function):
             rows, keys = slice(bk.a, bk.b), slice(bk.lo, bk.hi)
             o, lse = parts[step * i : step * i + 2]
             qb, g = q[:, :, rows], dy[:, :, rows]
-            if qvalid is not None:
-                g = g * qvalid[:, None, rows, None]
-            g_loc = g * (1 - lam4) if reservoir else g
+            g_loc = g * (f_loc if isinstance(f_loc, float) or f_loc.shape[2] == 1
+                         else f_loc[:, :, rows])
             gq, gk, gv = _FLASH_BWD(g_loc, qb, k[:, :, keys], v[:, :, keys], o, lse, 0.0, False,
-                                    attn_mask=bk.mask(kbias, kvalid))
+                                    attn_mask=ctx.masks[i])
             _accumulate(dk, gk, bk.lo, bk.hi, done)
             done = _accumulate(dv, gv, bk.lo, bk.hi, done)
             if reservoir:
                 og, lseg = parts[step * i + 2 : step * i + 4]
-                dlam += (g * (og - o)).sum((0, 2, 3))
-                gq2, gkr, gu = _FLASH_BWD(g * lam4, qb, rkr, u, og, lseg, 0.0, False)
+                if need_lam:
+                    dlam += (g * (og - o)).sum(-1).mul_(qv[..., rows, 0] if qvalid is not None
+                                                        else 1.0).sum(-1)
+                g_glob = g * (f_glob if f_glob.shape[2] == 1 else f_glob[:, :, rows])
+                gq2, gkr, gu = _FLASH_BWD(g_glob, qb, rkr, u, og, lseg, 0.0, False)
                 torch.add(gq, gq2, out=dq[:, :, rows])
                 drkr += gkr
                 du += gu
             else:
                 dq[:, :, rows] = gq
         if not reservoir:
-            return dq, dk, dv, *([None] * 7)
+            return dq, dk, dv, *([None] * 8)
         # Write hop: keys chunk by chunk, each with the global normaliser of its row.
         drqw = torch.zeros_like(rqw)
-        for bk in ctx.buckets:
-            rows = slice(bk.a, bk.b)
+        for a in range(0, N, ctx.write_chunk):
+            rows = slice(a, min(N, a + ctx.write_chunk))
             kb = None if kbias is None else kbias[:, :, :, rows]
             gq, gk, gv = _FLASH_BWD(du, rqw, k[:, :, rows], v[:, :, rows], u, lse_w, 0.0, False,
                                     attn_mask=kb)
             drqw += gq
             dk[:, :, rows] += gk
             dv[:, :, rows] += gv
-        return dq, dk, dv, drqw, drkr, dlam, None, None, None, None
+        return (dq, dk, dv, drqw, drkr, dlam.sum(0) if need_lam else None,
+                None, None, None, None, None)
 
 
 def default_bucket(n: int, window: int) -> int:
@@ -192,6 +213,7 @@ def sdpa_brl_attention(
     window_mode: str = "sliding",
     mask: Tensor | None = None,
     bucket_size: int | None = None,
+    write_chunk: int | None = None,
 ) -> tuple[Tensor, Tensor | None, None]:
     """Non-causal BRL-Attention on the CPU flash kernel. See :func:`brlgraph.ops.brl.brl_attention`."""
     B, H, N, D = q.shape
@@ -206,8 +228,10 @@ def sdpa_brl_attention(
             ~kvalid[:, None, None, :], float("-inf"))
     c = bucket_size or default_bucket(N, window)
     buckets = _buckets(N, c, window, window_mode, cdt, q.device)
+    write_chunk = write_chunk or c
     if rq is None:
-        y, _ = _SDPABRLFunction.apply(q, k, v, None, None, None, kbias, kvalid, qvalid, buckets)
+        y, _ = _SDPABRLFunction.apply(q, k, v, None, None, None, kbias, kvalid, qvalid, buckets,
+                                      write_chunk)
         return y.to(out_dtype), None, None
 
     def per_head(t: Tensor | float) -> Tensor:
@@ -218,5 +242,5 @@ def sdpa_brl_attention(
     rqw = (rq.to(cdt) * per_head(tau_w).view(H, 1, 1)).expand(B, H, M, D)
     rkr = (rk.to(cdt) * per_head(tau_r).view(H, 1, 1)).expand(B, H, M, D)
     y, u = _SDPABRLFunction.apply(q, k, v, rqw, rkr, per_head(lam), kbias, kvalid, qvalid,
-                                  buckets)
+                                  buckets, write_chunk)
     return y.to(out_dtype), u.to(out_dtype), None
