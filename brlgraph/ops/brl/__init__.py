@@ -1,7 +1,10 @@
 """BRL-Attention operator on split heads (spec: docs/BRL_SPEC.md, sections 1-3).
 
 ``naive.py`` is the dense reference (builds the n x n matrix P); ``chunked.py`` is the
-fast CPU path used everywhere else. :func:`brl_attention` dispatches between them.
+linear-memory path for long sequences, causal streaming and other devices;
+``sdpa.py`` is the path for batches of short and medium sequences on the CPU (PyTorch's
+fused flash-attention kernel, bucket by bucket). :func:`brl_attention` dispatches
+between them (:func:`select_impl`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from torch import Tensor
 
 from brlgraph.ops.brl.chunked import BRLHistory, chunked_brl_attention
 from brlgraph.ops.brl.naive import brl_attention_matrix, naive_brl_attention
+from brlgraph.ops.brl.sdpa import sdpa_brl_attention, sdpa_supported
 
 __all__ = [
     "BRLHistory",
@@ -17,7 +21,21 @@ __all__ = [
     "brl_attention_matrix",
     "chunked_brl_attention",
     "naive_brl_attention",
+    "sdpa_brl_attention",
+    "select_impl",
 ]
+
+IMPLS = ("auto", "sdpa", "chunked", "naive")
+# Longest sequence sent to the sdpa path by impl="auto" (measured, docs/attention.md).
+SDPA_MAX_LEN = 1024
+
+
+def select_impl(q: Tensor, *, causal: bool = False, hist: BRLHistory | None = None) -> str:
+    """The implementation ``impl="auto"`` runs: ``"sdpa"`` for non-causal sequences of
+    at most :data:`SDPA_MAX_LEN` tokens on the CPU, else ``"chunked"``."""
+    if sdpa_supported(q, causal=causal, hist=hist) and q.shape[-2] <= SDPA_MAX_LEN:
+        return "sdpa"
+    return "chunked"
 
 
 def brl_attention(
@@ -36,7 +54,7 @@ def brl_attention(
     block_size: int | None = None,
     mask: Tensor | None = None,
     hist: BRLHistory | None = None,
-    impl: str = "chunked",
+    impl: str = "auto",
 ) -> tuple[Tensor, Tensor | None, BRLHistory | None]:
     r"""BRL-Attention: local window plus an m-token reservoir, ``y = P v`` with
 
@@ -58,7 +76,9 @@ def brl_attention(
             padded queries are zero.
         hist: causal streaming state from the previous segment (see
             :class:`BRLHistory`); ``None`` at the start of a stream.
-        impl: ``"chunked"`` (fast path) or ``"naive"`` (dense reference, no ``hist``).
+        impl: ``"auto"`` (:func:`select_impl`), ``"sdpa"`` (CPU flash kernel; non-causal
+            only), ``"chunked"`` (linear memory, every case) or ``"naive"`` (dense
+            reference, no ``hist``).
 
     Returns:
         ``y`` [B, H, N, Dh]; ``u`` [B, H, M, Dh] the written reservoir values
@@ -75,10 +95,18 @@ def brl_attention(
         raise ValueError("hist (streaming state) is only defined for causal=True")
     kwargs = dict(tau_w=tau_w, tau_r=tau_r, lam=lam, window=window, causal=causal,
                   window_mode=window_mode, block_size=block_size, mask=mask)
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+    if impl == "auto":
+        impl = select_impl(q, causal=causal, hist=hist)
     if impl == "naive":
         if hist is not None:
             raise ValueError("the naive reference has no streaming history; use impl='chunked'")
         return naive_brl_attention(q, k, v, rq, rk, **kwargs)
-    if impl != "chunked":
-        raise ValueError(f"impl must be 'chunked' or 'naive', got {impl!r}")
+    if impl == "sdpa":
+        if not sdpa_supported(q, causal=causal, hist=hist):
+            raise ValueError("impl='sdpa' needs non-causal attention on a CPU tensor (and a "
+                             "PyTorch with the CPU flash-attention kernel); use impl='chunked'")
+        del kwargs["causal"], kwargs["block_size"]
+        return sdpa_brl_attention(q, k, v, rq, rk, **kwargs)
     return chunked_brl_attention(q, k, v, rq, rk, hist=hist, **kwargs)
