@@ -237,7 +237,7 @@ def _module(name: str, dim: int, heads: int, window: int, reservoir: int):
     from brlgraph.nn.attention import make_attention
 
     if name in ("brl", "brl-chunked"):
-        return make_attention("brl", dim, heads, window=window, num_compressed=reservoir)
+        return make_attention("brl", dim, heads, window=window, reservoir_size=reservoir)
     if name == "local":
         return make_attention("local", dim, heads, window=window)
     return make_attention(name, dim, heads)
@@ -357,7 +357,7 @@ def run_case(backend: str, n: int, args) -> dict:
         cmd = [sys.executable, __file__, "--worker", backend, str(n), "--mode", mode,
                "--device", args.device, "--dtype", args.dtype, "--heads", str(args.heads),
                "--head-dim", str(args.head_dim), "--window", str(args.window),
-               "--num-compressed", str(args.reservoir_size), "--repeats", str(args.repeats),
+               "--reservoir-size", str(args.reservoir_size), "--repeats", str(args.repeats),
                "--threads", str(args.threads),
                "--single-run-seconds", str(args.single_run_seconds)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--head-dim", type=int, default=None, help="32 on CPU, 64 on CUDA")
     p.add_argument("--window", type=int, default=128)
-    p.add_argument("--num-compressed", type=int, default=64)
+    p.add_argument("--reservoir-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (0: torch's default). 1 by default: on a CPU shared "
                         "with other jobs, OpenMP barriers of several threads stall")
