@@ -15,7 +15,7 @@ def test_every_user_error_is_a_brlgraph_error():
 def test_a_bad_layer_argument_is_a_value_error_as_in_torch():
     from brlgraph.nn import BRLAttention
 
-    with pytest.raises(ValueError, match="dim=10 must be a positive multiple of heads=3"):
+    with pytest.raises(ValueError, match=r"\(dim=10\) must be a positive multiple of model.heads \(heads=3\)"):
         BRLAttention(dim=10, heads=3)
     with pytest.raises(ValueError, match="window"):
         BRLAttention(dim=8, heads=2, window=0)

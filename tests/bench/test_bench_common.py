@@ -74,7 +74,9 @@ def _allocate(mib: int) -> dict:
     import numpy as np
 
     before = common.peak_rss_mib()
-    block = np.ones(mib * 2**20 // 8)
+    # the peak is a high-water mark (imports may have set it above the current size):
+    # a block of before + mib MiB raises it by more than mib whatever the current size
+    block = np.ones(int(before + mib) * 2**20 // 8)
     return {"before": before, "after": common.peak_rss_mib(), "sum": float(block[:10].sum())}
 
 
