@@ -1,4 +1,5 @@
-"""The package is layered: each layer imports only the layers before it."""
+"""The package is layered (each layer imports only the layers before it), and tests/ mirrors
+it file for file."""
 
 from __future__ import annotations
 
@@ -27,3 +28,37 @@ def test_a_layer_imports_nothing_after_it(layer):
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: packages whose tests are not yet one file per module: brlgraph/ops/ follows the same
+#: rule in tests/ops/ once its test files are split
+NOT_YET_MIRRORED = ("ops",)
+
+
+def _mirrored_test(module: Path) -> Path:
+    """brlgraph/a/b.py -> tests/a/test_b.py; brlgraph/x.py -> tests/test_x.py."""
+    relative = module.relative_to(ROOT / "brlgraph")
+    return ROOT / "tests" / relative.parent / f"test_{relative.name}"
+
+
+def test_every_module_has_its_mirrored_test_file():
+    modules = [p for p in sorted((ROOT / "brlgraph").rglob("*.py"))
+               if p.name not in ("__init__.py", "__main__.py")
+               and p.relative_to(ROOT / "brlgraph").parts[0] not in NOT_YET_MIRRORED]
+    assert len(modules) > 40
+    missing = [str(_mirrored_test(p).relative_to(ROOT)) for p in modules if not _mirrored_test(p).is_file()]
+    assert not missing, f"modules without their test file: {missing}"
+
+
+def test_every_test_file_has_its_module():
+    """The converse: tests/a/test_b.py tests brlgraph/a/b.py, or the package brlgraph/a/b/
+    itself (what its __init__.py defines); this file is the one test of the whole package."""
+    stray = []
+    for test in sorted((ROOT / "tests").rglob("test_*.py")):
+        relative = test.relative_to(ROOT / "tests")
+        if relative.parts[0] in NOT_YET_MIRRORED or relative == Path("test_layers.py"):
+            continue
+        module = ROOT / "brlgraph" / relative.parent / relative.name.removeprefix("test_")
+        if not (module.is_file() or (module.with_suffix("") / "__init__.py").is_file()):
+            stray.append(str(test.relative_to(ROOT)))
+    assert not stray, f"test files without a module: {stray}"

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hgb_samples import SMALL_FILES, write_hgb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from brlgraph.data.hgb import check_processed, parse_hgb, to_hetero_data
 from brlgraph.data.hgb_format import _links_fast, _links_slow
 from brlgraph.data.sources import verify_file
 from brlgraph.errors import DataError
+from tests.data.hgb_samples import SMALL_FILES, write_hgb
 
 
 def test_small_data_set_structure(tmp_path):

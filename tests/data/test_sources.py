@@ -7,10 +7,10 @@ import os
 import zipfile
 
 import pytest
-from hgb_samples import SMALL_FILES
 
 from brlgraph.data import load_hgb, sources
 from brlgraph.errors import DataError
+from tests.data.hgb_samples import SMALL_FILES
 
 
 def test_manifest_matches_the_shared_checksums(shared_data):

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import random
 import shutil
+import sys
 
 import pytest
 import torch
@@ -18,6 +19,11 @@ from torch_geometric.nn import GCNConv, Sequential, to_hetero
 from brlgraph.errors import ConfigError
 from brlgraph.nn import BRLConv
 from brlgraph.sequences import DirectedSequences
+
+# torch_geometric's Sequential compiles its forward in a module that runs ``from <the
+# caller's file name> import *``; this file is imported as tests.nn.test_brl_conv, so
+# that name has to find it too (else Sequential falls back to a forward without None).
+sys.modules.setdefault(__name__.rpartition(".")[2], sys.modules[__name__])
 
 HAS_TORCH_SPARSE = importlib.util.find_spec("torch_sparse") is not None
 HAS_SAMPLER = HAS_TORCH_SPARSE or importlib.util.find_spec("pyg_lib") is not None

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hgb_samples import SMALL_FILES, write_hgb
 
 from brlgraph.data import load_hgb, load_mini_imagenet
 from brlgraph.data.cache import cache_path, cached, expect, is_tensor
+from tests.data.hgb_samples import SMALL_FILES, write_hgb
 
 GOOD = {"x": torch.arange(6.0).view(3, 2)}
 

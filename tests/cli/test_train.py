@@ -292,7 +292,7 @@ def test_allow_pickle_says_it_runs_code(capsys, command):
 def test_ogb_runs_score_with_ogbs_evaluator(capsys, tmp_path, monkeypatch, dataset):
     """`brlgraph train --dataset ogbn-*` on data in ogb's raw layout: ogb processes it, the
     run ends with ogb's metric (accuracy, or ROC-AUC for the multi-label ogbn-proteins:
-    `reproduce ogb` runs it in tests/cli/test_reproduce_cli.py, ogbn-mag runs in
+    `reproduce ogb` runs it in tests/cli/test_reproduce.py, ogbn-mag runs in
     tests/train/test_distributed.py)."""
     from tests.data.ogb_samples import WRITERS
 
