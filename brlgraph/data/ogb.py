@@ -109,8 +109,7 @@ def load_ogb(name: str, root: str | os.PathLike | None = None, download: bool = 
             raise DataError(f"data set {name} not found; looked for {looked}. Put ogb's folder "
                             f"there (BRLGRAPH_DATA/ogb/{ogb_folder(name)}), or with internet access "
                             f"run `brlgraph data download {name}` (ogb's own download)")
-        base = search_roots(root)[0] / "ogb"
-        base.mkdir(parents=True, exist_ok=True)
+        base = fetch_ogb(name, search_roots(root)[0] / "ogb")
     dataset, split = _pyg_dataset(name, base)
     graph = dataset[0]
     if name == "ogbn-mag":
@@ -119,6 +118,30 @@ def load_ogb(name: str, root: str | os.PathLike | None = None, download: bool = 
         data = _homogeneous(name, graph, split, dataset.num_classes)
     data.name, data.ogb_metric = name, dataset.eval_metric
     return data
+
+
+def fetch_ogb(name: str, base: Path) -> Path:
+    """Run ogb's download and processing of ``name`` into a staging folder beside
+    ``base``/<folder>, then move the finished folder into place: a failed or cut
+    download leaves nothing behind (nor ``base`` when it was made for it). Returns
+    ``base``."""
+    import shutil
+    import tempfile
+
+    made = [p for p in (base.parent, base) if not p.exists()]
+    base.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{ogb_folder(name)}-", dir=base))
+    try:
+        _pyg_dataset(name, staging)
+        os.replace(staging / ogb_folder(name), base / ogb_folder(name))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(made):
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return base
 
 
 def download_ogb(name: str, root: str | os.PathLike | None = None) -> Path:

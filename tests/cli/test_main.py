@@ -96,6 +96,7 @@ def _refuse_download(*args, **kwargs):
 def test_fuzz_cli_returns_0_or_2_with_one_line_errors(sandbox, argv):
     err = io.StringIO()
     with mock.patch("brlgraph.data.sources.download", _refuse_download), \
+            mock.patch("brlgraph.data.ogb.fetch_ogb", _refuse_download), \
             contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
             code = main(argv)

@@ -114,3 +114,26 @@ def test_unreadable_files_are_a_data_error(tmp_path):
     (tmp_path / "ogb" / "ogbn_arxiv" / "raw" / "num-node-list.csv.gz").unlink()
     with pytest.raises(DataError, match="ogb could not read"):
         load_ogb("ogbn-arxiv", tmp_path)
+
+
+def test_a_failed_ogb_download_leaves_nothing_and_a_finished_one_moves_into_place(tmp_path, monkeypatch):
+    from brlgraph.data import ogb
+
+    def failing(name, root):  # ogb's download cut half-way: a partial folder, then an error
+        (root / ogb.ogb_folder(name) / "raw").mkdir(parents=True)
+        raise DataError("connection reset")
+
+    monkeypatch.setattr(ogb, "_pyg_dataset", failing)
+    base = tmp_path / "data" / "ogb"
+    with pytest.raises(DataError, match="connection reset"):
+        ogb.fetch_ogb("ogbn-arxiv", base)
+    assert not (tmp_path / "data").exists()
+
+    def finishing(name, root):
+        (root / ogb.ogb_folder(name) / "processed").mkdir(parents=True)
+        return None, None
+
+    monkeypatch.setattr(ogb, "_pyg_dataset", finishing)
+    assert ogb.fetch_ogb("ogbn-arxiv", base) == base
+    assert [p.name for p in base.iterdir()] == ["ogbn_arxiv"]
+    assert (base / "ogbn_arxiv" / "processed").is_dir()
