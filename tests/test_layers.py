@@ -30,11 +30,6 @@ def test_a_layer_imports_nothing_after_it(layer):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-#: packages whose tests are not yet one file per module: brlgraph/ops/ follows the same
-#: rule in tests/ops/ once its test files are split
-NOT_YET_MIRRORED = ("ops",)
-
-
 def _mirrored_test(module: Path) -> Path:
     """brlgraph/a/b.py -> tests/a/test_b.py; brlgraph/x.py -> tests/test_x.py."""
     relative = module.relative_to(ROOT / "brlgraph")
@@ -43,8 +38,7 @@ def _mirrored_test(module: Path) -> Path:
 
 def test_every_module_has_its_mirrored_test_file():
     modules = [p for p in sorted((ROOT / "brlgraph").rglob("*.py"))
-               if p.name not in ("__init__.py", "__main__.py")
-               and p.relative_to(ROOT / "brlgraph").parts[0] not in NOT_YET_MIRRORED]
+               if p.name not in ("__init__.py", "__main__.py")]
     assert len(modules) > 40
     missing = [str(_mirrored_test(p).relative_to(ROOT)) for p in modules if not _mirrored_test(p).is_file()]
     assert not missing, f"modules without their test file: {missing}"
@@ -56,7 +50,7 @@ def test_every_test_file_has_its_module():
     stray = []
     for test in sorted((ROOT / "tests").rglob("test_*.py")):
         relative = test.relative_to(ROOT / "tests")
-        if relative.parts[0] in NOT_YET_MIRRORED or relative == Path("test_layers.py"):
+        if relative == Path("test_layers.py"):
             continue
         module = ROOT / "brlgraph" / relative.parent / relative.name.removeprefix("test_")
         if not (module.is_file() or (module.with_suffix("") / "__init__.py").is_file()):

@@ -1,4 +1,4 @@
-"""ReGLA operator: chunked parallel form against the token-by-token recurrence."""
+"""ReGLA's chunked parallel form (brlgraph/ops/regla/chunked.py) against the token-by-token recurrence."""
 
 from __future__ import annotations
 

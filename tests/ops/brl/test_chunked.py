@@ -1,4 +1,4 @@
-"""BRL-Attention operator: the chunked fast path against the dense reference (spec 3)."""
+"""The chunked path (brlgraph/ops/brl/chunked.py) against the dense reference (spec 3)."""
 
 from __future__ import annotations
 
@@ -7,57 +7,13 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from brlgraph.ops.brl import (
     brl_attention,
-    brl_attention_matrix,
     chunked_brl_attention,
     naive_brl_attention,
-    sdpa_brl_attention,
-    select_impl,
 )
-
-MODES = list(itertools.product([False, True], ["sliding", "block"]))
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-SIZES = [(37, 8, 4), (5, 8, 3), (64, 16, 8), (50, 16, 16)]  # (n, w, m): n % w != 0, n < w
-
-
-def make_inputs(n, m, *, B=2, H=2, D=8, dtype=torch.float64, padded=False, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(B, H, n, D, generator=g, dtype=dtype) for _ in range(3))
-    rq, rk = (torch.randn(B, H, m, D, generator=g, dtype=dtype) for _ in range(2))
-    tau_w = torch.rand(H, generator=g, dtype=dtype) * 2 + 0.2
-    tau_r = torch.rand(H, generator=g, dtype=dtype) * 2 + 0.2
-    lam = torch.rand(H, generator=g, dtype=dtype) * 0.8 + 0.1
-    mask = None
-    if padded:
-        mask = torch.rand(B, n, generator=g) > 0.3
-        mask[:, 0] = True
-        mask[-1, -2:] = False  # trailing padding too
-        if B > 1:
-            mask[0, :] = True
-    return [q, k, v, rq, rk, tau_w, tau_r, lam], mask
-
-
-def sdpa(q, k, v, rq=None, rk=None, *, causal, **kw):
-    """The sdpa path under the signature of the others (it is non-causal only)."""
-    assert not causal
-    return sdpa_brl_attention(q, k, v, rq, rk, **kw)
-
-
-def run(fn, ins, mask, *, window, causal, mode, grad_seed=1, **kw):
-    ins = [t.detach().clone().requires_grad_() for t in ins]
-    q, k, v, rq, rk, tw, tr, lam = ins
-    y, u, _ = fn(q, k, v, rq, rk, tau_w=tw, tau_r=tr, lam=lam, window=window, causal=causal,
-                 window_mode=mode, mask=mask, **kw)
-    g = torch.Generator().manual_seed(grad_seed)
-    # Cotangents drawn in float64, so every dtype sees the same ones.
-    loss = (y * torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.device, y.dtype)).sum()
-    if u is not None:
-        loss = loss + (u * torch.randn(u.shape, generator=g, dtype=torch.float64).to(u.device, u.dtype)).sum()
-    grads = torch.autograd.grad(loss, ins)
-    return y, u, grads
+from tests.ops.brl.cases import CUDA, MODES, SIZES, make_inputs, run
 
 
 @pytest.mark.parametrize("causal,mode", MODES)
@@ -110,98 +66,6 @@ def test_chunked_matches_naive_bf16(causal, mode):
         torch.testing.assert_close(a.float(), b, atol=2e-2, rtol=2e-2)
 
 
-# (n, w, m, bucket): several buckets, a last short one, n < w, the window covering all
-SDPA_SIZES = [(37, 8, 4, 8), (5, 8, 3, None), (64, 16, 8, 16), (50, 16, 16, 7), (40, 4, 3, None),
-              (70, 6, 5, 12)]
-
-
-@pytest.mark.parametrize("mode", ["sliding", "block"])
-@pytest.mark.parametrize("padded", [False, True])
-@pytest.mark.parametrize("n,w,m,c", SDPA_SIZES)
-def test_sdpa_matches_naive_fp32(mode, padded, n, w, m, c):
-    ins, mask = make_inputs(n, m, padded=padded)
-    ref = run(naive_brl_attention, ins, mask, window=w, causal=False, mode=mode)
-    got = run(sdpa, [t.float() for t in ins], mask, window=w, causal=False, mode=mode,
-              bucket_size=c)
-    torch.testing.assert_close(got[0].double(), ref[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(got[1].double(), ref[1], atol=1e-5, rtol=1e-5)
-    names = ["q", "k", "v", "rq", "rk", "tau_w", "tau_r", "lam"]
-    for name, a, b in zip(names, got[2], ref[2], strict=True):
-        torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5, msg=lambda s, n=name: f"d{n}: {s}")
-
-
-@pytest.mark.parametrize("mode", ["sliding", "block"])
-@pytest.mark.parametrize("padded", [False, True])
-def test_sdpa_local_only_matches_naive(mode, padded):
-    (q, k, v, *_), mask = make_inputs(45, 4, padded=padded)
-    gy = torch.randn(q.shape, dtype=torch.float64)
-
-    def y_and_grads(fn, dtype, **kw):
-        ins = [t.to(dtype).requires_grad_() for t in (q, k, v)]
-        y, u, _ = fn(*ins, window=8, window_mode=mode, mask=mask, **kw)
-        assert u is None
-        return [y, *torch.autograd.grad(y, ins, gy.to(dtype))]
-
-    got = y_and_grads(sdpa_brl_attention, torch.float32, bucket_size=16)
-    for a, b in zip(got, y_and_grads(naive_brl_attention, torch.float64), strict=True):
-        torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("mode", ["sliding", "block"])
-def test_sdpa_matches_naive_bf16(mode):
-    ins, mask = make_inputs(40, 8, padded=True, dtype=torch.float32)
-    ins = [t.bfloat16() for t in ins]
-    ref = run(naive_brl_attention, [t.float() for t in ins], mask, window=8, causal=False,
-              mode=mode)
-    got = run(sdpa, ins, mask, window=8, causal=False, mode=mode, bucket_size=16)
-    assert got[0].dtype == torch.bfloat16 and got[1].dtype == torch.bfloat16
-    torch.testing.assert_close(got[0].float(), ref[0], atol=2e-2, rtol=2e-2)
-    torch.testing.assert_close(got[1].float(), ref[1], atol=2e-2, rtol=2e-2)
-    for a, b in zip(got[2], ref[2], strict=True):
-        torch.testing.assert_close(a.float(), b, atol=2e-2, rtol=2e-2)
-
-
-def test_sdpa_float64_and_shared_reservoir():
-    """float64 stays float64 (tight agreement); a reservoir broadcast over the batch works."""
-    ins, mask = make_inputs(33, 5, padded=True)
-    ins[3], ins[4] = ins[3][:1], ins[4][:1]  # [1, H, M, D], as one learned reservoir
-    ref = run(naive_brl_attention, ins, mask, window=4, causal=False, mode="sliding")
-    got = run(sdpa, ins, mask, window=4, causal=False, mode="sliding", bucket_size=8)
-    assert got[0].dtype == torch.float64
-    for a, b in zip([got[0], got[1], *got[2]], [ref[0], ref[1], *ref[2]], strict=True):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
-
-
-@pytest.mark.parametrize("mode", ["sliding", "block"])
-def test_gradcheck_sdpa(mode):
-    ins, mask = make_inputs(11, 3, B=2, H=2, D=3, padded=True)
-    ins = [t.requires_grad_() for t in ins]
-
-    def f(q, k, v, rq, rk, tw, tr, lam):
-        return sdpa_brl_attention(q, k, v, rq, rk, tau_w=tw, tau_r=tr, lam=lam, window=2,
-                                  window_mode=mode, mask=mask, bucket_size=4)[:2]
-
-    assert torch.autograd.gradcheck(f, ins, eps=1e-6, atol=1e-6, fast_mode=True)
-
-
-def test_impl_selection():
-    q = torch.zeros(2, 2, 300, 4)
-    assert select_impl(q) == "sdpa"
-    assert select_impl(q, causal=True) == "chunked"
-    assert select_impl(torch.zeros(1, 2, 100_000, 4)) == "chunked"
-    (q, k, v, rq, rk, tw, tr, lam), mask = make_inputs(30, 4, padded=True)
-    kw = dict(tau_w=tw, tau_r=tr, lam=lam, window=4, mask=mask)
-    auto = brl_attention(q, k, v, rq, rk, **kw)
-    for impl in ("sdpa", "chunked", "naive"):
-        other = brl_attention(q, k, v, rq, rk, impl=impl, **kw)
-        torch.testing.assert_close(other[0], auto[0])
-        torch.testing.assert_close(other[1], auto[1])
-    with pytest.raises(ValueError, match="impl"):
-        brl_attention(q, k, v, rq, rk, impl="fast", **kw)
-    with pytest.raises(ValueError, match="non-causal"):
-        brl_attention(q, k, v, rq, rk, impl="sdpa", causal=True, **kw)
-
-
 def test_default_chunking_long_sequence():
     """Default geometry (half-window buckets, several chunks) on a longer sequence."""
     ins, mask = make_inputs(700, 16, B=1, padded=True)
@@ -211,28 +75,6 @@ def test_default_chunking_long_sequence():
         torch.testing.assert_close(got[0], ref[0], atol=1e-10, rtol=1e-10)
         for a, b in zip(got[2], ref[2], strict=True):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
-
-
-@pytest.mark.parametrize("causal,mode", MODES)
-def test_zero_reservoir_weight_is_local_attention(causal, mode):
-    (q, k, v, rq, rk, tw, tr, _), mask = make_inputs(45, 6, padded=True)
-    lam0 = torch.zeros(q.shape[1], dtype=q.dtype)
-    y, _, _ = brl_attention(q, k, v, rq, rk, tau_w=tw, tau_r=tr, lam=lam0, window=8,
-                            causal=causal, window_mode=mode, mask=mask)
-    y_local, u, _ = brl_attention(q, k, v, window=8, causal=causal, window_mode=mode, mask=mask)
-    assert u is None
-    torch.testing.assert_close(y, y_local)
-    y_ref, _, _ = naive_brl_attention(q, k, v, window=8, causal=causal, window_mode=mode,
-                                      mask=mask)
-    torch.testing.assert_close(y_local, y_ref)
-
-
-@pytest.mark.parametrize("causal,mode", MODES)
-def test_zero_reservoir_weight_full_window_is_sdpa(causal, mode):
-    (q, k, v, rq, rk, tw, tr, _), _ = make_inputs(30, 4)
-    y, _, _ = brl_attention(q, k, v, rq, rk, tau_w=tw, tau_r=tr, lam=0.0, window=32,
-                            causal=causal, window_mode=mode)
-    torch.testing.assert_close(y, F.scaled_dot_product_attention(q, k, v, is_causal=causal))
 
 
 @pytest.mark.parametrize("mode", ["sliding", "block"])
@@ -320,17 +162,6 @@ def test_single_valid_token_and_fully_padded_rows(causal):
     assert all(torch.isfinite(g).all() for g in grads)
 
 
-@pytest.mark.parametrize("causal,mode", MODES)
-def test_rows_of_P_are_distributions(causal, mode):
-    (q, k, v, rq, rk, tw, tr, lam), mask = make_inputs(33, 5, padded=True)
-    P, _ = brl_attention_matrix(q, k, rq, rk, tw, tr, lam, 8, causal, mode, None, mask)
-    assert (P >= 0).all()
-    rows = P.sum(-1)
-    valid = mask[:, None, :].expand_as(rows)
-    torch.testing.assert_close(rows[valid], torch.ones_like(rows[valid]))
-    assert (rows[~valid] == 0).all()
-
-
 @pytest.mark.parametrize("causal,mode", [(False, "sliding"), (True, "sliding"), (False, "block"),
                                          (True, "block")])
 def test_gradcheck_fast_path(causal, mode):
@@ -344,17 +175,6 @@ def test_gradcheck_fast_path(causal, mode):
         return (y,) if u is None else (y, u)
 
     assert torch.autograd.gradcheck(f, ins, eps=1e-6, atol=1e-6, fast_mode=True)
-
-
-def test_bad_arguments():
-    (q, k, v, rq, rk, *_), _ = make_inputs(8, 2)
-    with pytest.raises(ValueError, match="window_mode"):
-        brl_attention(q, k, v, rq, rk, window=4, window_mode="ring")
-    with pytest.raises(ValueError, match="rq and rk"):
-        brl_attention(q, k, v, rq, None, window=4)
-    _, _, hist = brl_attention(q, k, v, rq, rk, window=4, causal=True)
-    with pytest.raises(ValueError, match="causal"):
-        brl_attention(q, k, v, rq, rk, window=4, hist=hist)
 
 
 @pytest.mark.parametrize("n", [54, 256, 260, 2048, 2052, 5000])
