@@ -280,6 +280,21 @@ def _run_shared(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: 
         yield dataset, seed, result
 
 
+def _finished_runs(datasets: Sequence[str], seeds: list[int], overrides: Sequence[str], out: Path,
+                   device: str, progress: bool, jobs: int, resume: bool, log: Callable[[str], None],
+                   download: bool = False,
+                   allow_pickle: bool = False) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Every (data set, seed) run of a reproduction that finished, as :func:`_run_all`
+    yields them; a data set whose files cannot be read is logged once and skipped."""
+    runs = [(d, seed) for d in datasets for seed in seeds]
+    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume,
+                                          download, allow_pickle):
+        if isinstance(result, DataError):
+            log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
+            continue
+        yield dataset, seed, result
+
+
 def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
                   overrides: Sequence[str] = (), progress: bool = True,
                   log: Callable[[str], None] | None = None, jobs: int = 1,
@@ -294,12 +309,8 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
     done: dict[tuple[str, int], dict[str, Any]] = {}
     attention = "brl"
     seeds = seed_list(seeds)
-    runs = [(d, seed) for d in datasets for seed in seeds]
-    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume,
-                                          download, allow_pickle):
-        if isinstance(result, DataError):
-            log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
-            continue
+    for dataset, seed, result in _finished_runs(datasets, seeds, overrides, out, device, progress,
+                                                jobs, resume, log, download, allow_pickle):
         name, m = result["dataset"], result["metrics"]
         attention = result["attention"]
         write_hgb_predictions(out / f"{name}_{seed}.txt", result["predictions"])
@@ -337,12 +348,8 @@ def reproduce_knn(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
     done: dict[tuple[str, int], dict[str, Any]] = {}
     attention = "brl"
     seeds = seed_list(seeds)
-    runs = [(d, seed) for d in datasets for seed in seeds]
-    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume,
-                                          download, allow_pickle):
-        if isinstance(result, DataError):
-            log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
-            continue
+    for dataset, seed, result in _finished_runs(datasets, seeds, overrides, out, device, progress,
+                                                jobs, resume, log, download, allow_pickle):
         m, attention = {"seed": seed, **result["metrics"]}, result["attention"]
         done[dataset, seed] = m
         log(f"{dataset} seed {seed}: test accuracy {100 * m['test_accuracy']:.2f}  ({m['epochs']} epochs, "
@@ -389,11 +396,8 @@ def reproduce_ogb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
     done: dict[tuple[str, int], dict[str, Any]] = {}
     attention = "brl"
     seeds = seed_list(seeds)
-    runs = [(d, seed) for d in datasets for seed in seeds]
-    for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume):
-        if isinstance(result, DataError):
-            log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
-            continue
+    for dataset, seed, result in _finished_runs(datasets, seeds, overrides, out, device, progress,
+                                                jobs, resume, log):
         m, attention = {"seed": seed, **result["metrics"]}, result["attention"]
         done[dataset, seed] = m
         key, label = ogb_metric_key(dataset)
