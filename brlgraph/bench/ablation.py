@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from brlgraph.bench import common
-from brlgraph.errors import ConfigError, DataError
+from brlgraph.errors import DataError
 
 GROUPS = ("backends", "hgb", "long", "reservoir")
 ALL_BACKENDS = ("brl", "full", "local", "performer", "linformer", "regla")
@@ -56,9 +56,7 @@ class Variant:
 
 def variants(groups: Sequence[str] = GROUPS) -> list[Variant]:
     """The variants of ``groups`` in table order (a cell shared by two groups once)."""
-    for g in groups:
-        if g not in GROUPS:
-            raise ConfigError(f"unknown ablation group {g!r}; choose from {', '.join(GROUPS)}")
+    common.check_choices("ablation group", groups, GROUPS)
     seq_len = common.config_key("seq_len")
     reservoir = common.config_key("reservoir")
     out: dict[str, Variant] = {}

@@ -218,6 +218,13 @@ def _isolated_entry(fn: Callable[..., dict[str, Any]], args: tuple, queue) -> No
         queue.put(("error", f"{type(err).__name__}: {err}"))
 
 
+def check_choices(kind: str, values: Iterable[str], allowed: Sequence[str]) -> None:
+    """A ``ConfigError`` naming the first of ``values`` that is not in ``allowed``."""
+    for value in values:
+        if value not in allowed:
+            raise ConfigError(f"unknown {kind} {value!r}; choose from {', '.join(allowed)}")
+
+
 def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, threads: int | None = None) -> dict[str, Any]:
     """Run ``fn(*args)`` in a fresh (spawned) process and return its dict.
 

@@ -254,12 +254,8 @@ def run_longrange(out: str | Path, tasks: Sequence[str] = TASKS, models: Sequenc
     stops the sweep)."""
     log = log or common._stderr
     budget = budget or LongRangeBudget()
-    for t in tasks:
-        if t not in TASKS:
-            raise ConfigError(f"unknown long-range task {t!r}; choose from {', '.join(TASKS)}")
-    for m in models:
-        if m not in MODELS:
-            raise ConfigError(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
+    common.check_choices("long-range task", tasks, TASKS)
+    common.check_choices("model", models, MODELS)
     out = Path(out)
     trained = common.ResultStore(out / "longrange_train.jsonl", ("task", "model", "seed"))
     evals = common.ResultStore(out / "longrange_eval.jsonl", ("task", "model", "seed", "n"))

@@ -42,7 +42,6 @@ import torch
 from torch import Tensor, nn
 
 from brlgraph.bench import common
-from brlgraph.errors import ConfigError
 
 SETTINGS = ("dblp", "path")
 MODELS = ("brl", "local", "full", "gcn")
@@ -371,12 +370,8 @@ def run_sensitivity(out: str | Path, settings: Sequence[str] = SETTINGS, models:
     table and plot of all finished cells (also when ``deadline`` stops the sweep)."""
     log = log or common._stderr
     budget = budget or SensitivityBudget()
-    for s in settings:
-        if s not in SETTINGS:
-            raise ConfigError(f"unknown sensitivity setting {s!r}; choose from {', '.join(SETTINGS)}")
-    for m in models:
-        if m not in MODELS:
-            raise ConfigError(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
+    common.check_choices("sensitivity setting", settings, SETTINGS)
+    common.check_choices("model", models, MODELS)
     out = Path(out)
     store = common.ResultStore(out / "sensitivity.jsonl", ("setting", "model", "seed"))
     try:

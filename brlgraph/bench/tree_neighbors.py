@@ -622,9 +622,7 @@ def run_tree_neighbors(out: str | Path, models: Sequence[str] = TREE_MODELS,
     then :class:`~brlgraph.bench.common.TimeLimitReached` is raised after them)."""
     log = log or common._stderr
     budget = budget or TreeBudget()
-    for m in models:
-        if m not in TREE_MODELS:
-            raise ConfigError(f"unknown model {m!r}; choose from {', '.join(TREE_MODELS)}")
+    common.check_choices("model", models, TREE_MODELS)
     for r in depths:
         if r not in DEPTHS and not 1 <= r <= 10:
             raise ConfigError(f"depth {r} is out of range (2..8)")
