@@ -22,7 +22,7 @@ full-batch use; the time to build them is reported apart); further rows give it 
 hops per layer, and rebuild the sequences in every step.
 
     OMP_NUM_THREADS=1 python benchmarks/pyg_layers.py [--steps 200] [--seeds 0 1 2 3 4]
-        [--out benchmarks/results/pyg_layers.json]
+        [--out FILE.json]  (default benchmarks/results/pyg_layers.json)
 """
 
 from __future__ import annotations
@@ -187,7 +187,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--graphs", nargs="+", default=list(GRAPHS), choices=list(GRAPHS))
-    ap.add_argument("--out", default=None, help="JSON file; a .md table is written beside it")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "pyg_layers.json"),
+                    help="JSON file; a .md table is written beside it")
     args = ap.parse_args()
     torch.set_num_threads(1)
     result = {
@@ -213,12 +214,12 @@ def main() -> None:
             print(f"{graph:7s} {layer:32s} test acc {row['test_acc_mean']:.3f} "
                   f"+- {row['test_acc_std']:.3f}   {row['ms_per_step_mean']:7.1f} ms/step", flush=True)
         result["graphs"][graph] = rows
-    if args.out:
-        out = Path(args.out)
-        with atomic_write(out) as f:
-            json.dump(result, f, indent=1)
-        with atomic_write(out.with_suffix(".md")) as f:
-            f.write(markdown(result) + "\n")
+    out = Path(args.out)
+    with atomic_write(out) as f:
+        json.dump(result, f, indent=1)
+    with atomic_write(out.with_suffix(".md")) as f:
+        f.write(markdown(result) + "\n")
+    print(f"wrote {out} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
