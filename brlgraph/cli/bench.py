@@ -3,7 +3,7 @@
     brlgraph bench oversquashing [--out DIR] [--seeds 0] [--time-limit MIN]   # the three below
     brlgraph bench tree-neighbors [--models gcn,...] [--depths 2-8] [--set KEY=VALUE]
     brlgraph bench longrange [--tasks retrieval,matching] [--models brl,local,full] [--lengths ...]
-    brlgraph bench sensitivity [--settings dblp,ring] [--models brl,local,full,gcn]
+    brlgraph bench sensitivity [--settings dblp,path] [--models brl,local,full,gcn]
     brlgraph bench ablation [--groups backends,hgb,long,reservoir] [--datasets DBLP] [--seeds 5]
 
 Each writes Markdown and CSV tables and PNG plots (with the optional matplotlib extra)
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", default=None, metavar="A,B", help="longrange: retrieval, matching")
     p.add_argument("--lengths", default=None, metavar="N,N,...", help="longrange: evaluation lengths")
     p.add_argument("--no-cost", action="store_true", help="longrange: skip the time and memory measurements")
-    p.add_argument("--settings", default=None, metavar="A,B", help="sensitivity: dblp, ring")
+    p.add_argument("--settings", default=None, metavar="A,B", help="sensitivity: dblp, path")
     p.add_argument("--groups", default=None, metavar="A,B,...",
                    help="ablation: backends, hgb, long, reservoir (default: all)")
     p.add_argument("--datasets", default=None, metavar="A,B", help="ablation: only these data sets")
