@@ -94,7 +94,7 @@ def hgb_table(scores: dict[str, list[dict[str, float]]], datasets: Sequence[str]
     without an ensemble shows its runs there as they are.
     """
     columns = [f"{d} {m}" for d in datasets for _, m in HGB_METRICS]
-    ours_name = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
+    ours_name = _ours(attention)
     rows: dict[str, list[str]] = {}
     ensembles = any(ONE_MODEL + key in r for runs in scores.values() for r in runs for key, _ in HGB_METRICS)
     variants = [(ours_name, "")] + ([(f"{ours_name}, one model (ensemble member 0)", ONE_MODEL)]
@@ -280,19 +280,46 @@ def _run_shared(runs: Sequence[tuple[str, int]], overrides: Sequence[str], out: 
         yield dataset, seed, result
 
 
-def _finished_runs(datasets: Sequence[str], seeds: list[int], overrides: Sequence[str], out: Path,
-                   device: str, progress: bool, jobs: int, resume: bool, log: Callable[[str], None],
-                   download: bool = False,
-                   allow_pickle: bool = False) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    """Every (data set, seed) run of a reproduction that finished, as :func:`_run_all`
-    yields them; a data set whose files cannot be read is logged once and skipped."""
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _collect_scores(datasets: Sequence[str], seeds: list[int], out: Path, log: Callable[[str], None],
+                    record: Callable[[str, int, dict[str, Any]], dict[str, Any]], overrides: Sequence[str],
+                    device: str, progress: bool, jobs: int, resume: bool, download: bool = False,
+                    allow_pickle: bool = False) -> tuple[dict[str, list[dict[str, Any]]], str] | None:
+    """Train every (data set, seed) of a reproduction (see :func:`_run_all`) and keep what
+    ``record(dataset, seed, result)`` makes of each finished run (it may also write files
+    and log). A data set whose files cannot be read is logged once and skipped.
+
+    Returns the records of each data set in seed order and the runs' attention backend,
+    or None in a torchrun process other than rank 0 (which writes the tables)."""
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    attention = "brl"
     runs = [(d, seed) for d in datasets for seed in seeds]
     for dataset, seed, result in _run_all(runs, overrides, out, device, progress, jobs, resume,
                                           download, allow_pickle):
         if isinstance(result, DataError):
             log(f"brlgraph: error: {dataset}: {result} -- skipping {dataset}")
             continue
-        yield dataset, seed, result
+        attention = result["attention"]
+        done[dataset, seed] = record(dataset, seed, result)
+    if not distributed.is_main():
+        return None
+    return {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}, attention
+
+
+def _ours(attention: str) -> str:
+    """Our row's name in a reproduction table."""
+    return OURS if attention == "brl" else f"brlgraph ({attention} attention)"
+
+
+def _mean_cell(values: Sequence[float]) -> str:
+    """``mean ± std`` of percentages, or "n/a" for a data set that did not run."""
+    if not values:
+        return "n/a"
+    mean, std = mean_std(list(values))
+    return f"{mean:.2f} ± {std:.2f}"
 
 
 def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
@@ -304,27 +331,26 @@ def reproduce_hgb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
     runs at once); write the table and prediction files into ``out``. With ``resume``
     each run continues from its checkpoint in ``out``/runs (a finished run is only
     evaluated again; a run without one starts afresh)."""
-    log = log or (lambda line: print(line, file=sys.stderr))
-    out = Path(out)
-    done: dict[tuple[str, int], dict[str, Any]] = {}
-    attention = "brl"
-    seeds = seed_list(seeds)
-    for dataset, seed, result in _finished_runs(datasets, seeds, overrides, out, device, progress,
-                                                jobs, resume, log, download, allow_pickle):
+    log = log or _stderr
+    out, seeds = Path(out), seed_list(seeds)
+
+    def record(dataset: str, seed: int, result: dict[str, Any]) -> dict[str, Any]:
         name, m = result["dataset"], result["metrics"]
-        attention = result["attention"]
         write_hgb_predictions(out / f"{name}_{seed}.txt", result["predictions"])
         members = result["record"].get("members")
         one = {ONE_MODEL + key: members[0][key] for key, _ in HGB_METRICS} if members else {}
-        done[dataset, seed] = {"seed": seed, **m, **one}
         log(f"{name} seed {seed}: test Micro-F1 {100 * m['test_micro_f1']:.2f}"
             f"  Macro-F1 {100 * m['test_macro_f1']:.2f}"
             + (f" (ensemble of {len(members)}; member 0 alone {100 * members[0]['test_micro_f1']:.2f}"
                f" / {100 * members[0]['test_macro_f1']:.2f})" if members else "")
             + f"  ({m['epochs']} epochs, {m['seconds']:.0f} s)")
-    if not distributed.is_main():  # under torchrun, rank 0 writes the tables
+        return {"seed": seed, **m, **one}
+
+    collected = _collect_scores(datasets, seeds, out, log, record, overrides, device, progress, jobs,
+                                resume, download, allow_pickle)
+    if collected is None:
         return pd.DataFrame()
-    per_data = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
+    per_data, attention = collected
     scores = {d: rs for d, rs in per_data.items() if rs}
     frame = hgb_table(scores, datasets, attention)
     write_table(out, "hgb_table", frame)
@@ -343,28 +369,22 @@ def reproduce_knn(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
     ``resume`` as in :func:`reproduce_hgb`), beside NodeFormer's published accuracy.
     A data set that cannot be loaded is reported as one line and shows "n/a".
     ``allow_pickle`` lets Mini-ImageNet's pickles be read (unpickling runs code from the file)."""
-    log = log or (lambda line: print(line, file=sys.stderr))
-    out = Path(out)
-    done: dict[tuple[str, int], dict[str, Any]] = {}
-    attention = "brl"
-    seeds = seed_list(seeds)
-    for dataset, seed, result in _finished_runs(datasets, seeds, overrides, out, device, progress,
-                                                jobs, resume, log, download, allow_pickle):
-        m, attention = {"seed": seed, **result["metrics"]}, result["attention"]
-        done[dataset, seed] = m
+    log = log or _stderr
+    out, seeds = Path(out), seed_list(seeds)
+
+    def record(dataset: str, seed: int, result: dict[str, Any]) -> dict[str, Any]:
+        m = {"seed": seed, **result["metrics"]}
         log(f"{dataset} seed {seed}: test accuracy {100 * m['test_accuracy']:.2f}  ({m['epochs']} epochs, "
             f"{m['seconds']:.0f} s)")
-    if not distributed.is_main():  # under torchrun, rank 0 writes the tables
+        return m
+
+    collected = _collect_scores(datasets, seeds, out, log, record, overrides, device, progress, jobs,
+                                resume, download, allow_pickle)
+    if collected is None:
         return pd.DataFrame()
-    scores = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
-    ours = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
-    row = []
-    for d in datasets:
-        if scores[d]:
-            mean, std = mean_std([100 * m["test_accuracy"] for m in scores[d]])
-            row.append(f"{mean:.2f} ± {std:.2f}")
-        else:
-            row.append("n/a")
+    scores, attention = collected
+    ours = _ours(attention)
+    row = [_mean_cell([100 * m["test_accuracy"] for m in scores[d]]) for d in datasets]
     frame = pd.DataFrame.from_dict(
         {ours: row, "NodeFormer (published)": [f"{PUBLISHED_KNN[d]:.2f}" for d in datasets]},
         orient="index", columns=[f"{d} accuracy (kNN, k = 5)" for d in datasets])
@@ -391,30 +411,24 @@ def reproduce_ogb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
     Polynormer (:data:`~brlgraph.train.published.PUBLISHED_OGB`, "n/a" where a paper has
     no figure on the official split). Writes ``ogb_table.md``/``.csv`` and ``ogb_scores.json``;
     ``seeds``, ``jobs`` and ``resume`` as in :func:`reproduce_hgb`."""
-    log = log or (lambda line: print(line, file=sys.stderr))
-    out = Path(out)
-    done: dict[tuple[str, int], dict[str, Any]] = {}
-    attention = "brl"
-    seeds = seed_list(seeds)
-    for dataset, seed, result in _finished_runs(datasets, seeds, overrides, out, device, progress,
-                                                jobs, resume, log):
-        m, attention = {"seed": seed, **result["metrics"]}, result["attention"]
-        done[dataset, seed] = m
+    log = log or _stderr
+    out, seeds = Path(out), seed_list(seeds)
+
+    def record(dataset: str, seed: int, result: dict[str, Any]) -> dict[str, Any]:
+        m = {"seed": seed, **result["metrics"]}
         key, label = ogb_metric_key(dataset)
         log(f"{dataset} seed {seed}: test {label} {100 * m[key]:.2f}  ({m['epochs']} epochs, "
             f"{m['seconds']:.0f} s)")
-    if not distributed.is_main():  # under torchrun, rank 0 writes the tables
+        return m
+
+    collected = _collect_scores(datasets, seeds, out, log, record, overrides, device, progress, jobs,
+                                resume)
+    if collected is None:
         return pd.DataFrame()
-    scores = {d: [done[d, s] for s in seeds if (d, s) in done] for d in datasets}
-    ours = OURS if attention == "brl" else f"brlgraph ({attention} attention)"
-    rows: dict[str, list[str]] = {ours: []}
-    for d in datasets:
-        key, _ = ogb_metric_key(d)
-        if scores[d]:
-            mean, std = mean_std([100 * m[key] for m in scores[d]])
-            rows[ours].append(f"{mean:.2f} ± {std:.2f}")
-        else:
-            rows[ours].append("n/a")
+    scores, attention = collected
+    ours = _ours(attention)
+    rows: dict[str, list[str]] = {ours: [_mean_cell([100 * m[ogb_metric_key(d)[0]] for m in scores[d]])
+                                         for d in datasets]}
     for method, per_data in PUBLISHED_OGB.items():
         rows[method] = [("n/a" if d not in per_data else f"{per_data[d][0]:.2f}" if per_data[d][1] is None
                          else f"{per_data[d][0]:.2f} ± {per_data[d][1]:.2f}") for d in datasets]
