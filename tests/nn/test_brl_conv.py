@@ -7,11 +7,11 @@ import os
 import random
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch_geometric.data import Data
 from torch_geometric.datasets import FakeHeteroDataset
 from torch_geometric.nn import GCNConv, Sequential, to_hetero
@@ -362,11 +362,14 @@ def test_compiles_with_inductor():
 
 
 # ----------------------------------------------------------------------- DDP
-def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+def ddp_worker(out_dir: str) -> None:
+    """One torchrun process: three DDP steps of ``Net`` on a graph of its own, then its
+    weights saved (run by :func:`test_distributed_data_parallel_two_gloo_processes`)."""
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
     try:
         torch.manual_seed(0)  # the same initial weights on both ranks
         model = DistributedDataParallel(Net())
@@ -378,12 +381,24 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             loss.backward()
             opt.step()
         torch.save(model.module.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # neither process leaves while the other still talks to it
     finally:
         dist.destroy_process_group()
 
 
 def test_distributed_data_parallel_two_gloo_processes(tmp_path):
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    """Plain DDP (no find_unused_parameters) over two CPU processes started by torchrun:
+    every parameter gets its gradient in every step, so both end with the same weights."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    code = f"from tests.nn.test_brl_conv import ddp_worker; ddp_worker({str(tmp_path)!r})"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "--no-python", sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}, cwd=root,
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     torch.manual_seed(0)
     start = Net().state_dict()
