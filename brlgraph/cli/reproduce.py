@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(OMP_NUM_THREADS where set) and no progress bar (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--download", action="store_true",
-                   help="fetch data sets not found locally from their official URLs (checksum-verified)")
+                   help="fetch data sets not found locally from their official URLs (checksum-verified; "
+                        "OGB through ogb's own download)")
     p.add_argument("--resume", action="store_true",
                    help="continue each run from its checkpoint under --out (finished runs are "
                         "only evaluated again); use the same --out, config and --set as before")
@@ -124,14 +125,13 @@ def _reproduce(args: argparse.Namespace, datasets: list[str], seeds: list[int], 
     from brlgraph.train.runner import reproduce_hgb, reproduce_knn, reproduce_ogb, to_markdown
 
     common = {"device": device, "overrides": args.overrides, "progress": not args.quiet,
-              "jobs": args.jobs, "resume": args.resume}
+              "jobs": args.jobs, "resume": args.resume, "download": args.download}
     if args.benchmark == "ogb":
         frame = reproduce_ogb(datasets, seeds, out, **common)
     elif args.benchmark == "knn":
-        frame = reproduce_knn(datasets, seeds, out, **common, download=args.download,
-                              allow_pickle=args.allow_pickle)
+        frame = reproduce_knn(datasets, seeds, out, **common, allow_pickle=args.allow_pickle)
     else:
-        frame = reproduce_hgb(datasets, seeds, out, **common, download=args.download)
+        frame = reproduce_hgb(datasets, seeds, out, **common)
     if not distributed.is_main():  # under torchrun, rank 0 reports
         return 0
     print(to_markdown(frame), end="")

@@ -404,13 +404,14 @@ def ogb_metric_key(dataset: str) -> tuple[str, str]:
 def reproduce_ogb(datasets: Sequence[str], seeds: int | Sequence[int], out: str | Path, device: str = "cpu",
                   overrides: Sequence[str] = (), progress: bool = True,
                   log: Callable[[str], None] | None = None, jobs: int = 1,
-                  resume: bool = False) -> pd.DataFrame:
+                  resume: bool = False, download: bool = False) -> pd.DataFrame:
     """OGB node property prediction: ogb's official split for every seed (the seed changes
     the initialisation, dropout and context draws only), ogb's Evaluator's metric
     (accuracy; ROC-AUC for ogbn-proteins), our mean +- std beside SGFormer, NodeFormer and
     Polynormer (:data:`~brlgraph.train.published.PUBLISHED_OGB`, "n/a" where a paper has
     no figure on the official split). Writes ``ogb_table.md``/``.csv`` and ``ogb_scores.json``;
-    ``seeds``, ``jobs`` and ``resume`` as in :func:`reproduce_hgb`."""
+    ``seeds``, ``jobs``, ``resume`` and ``download`` (ogb's own download) as in
+    :func:`reproduce_hgb`."""
     log = log or _stderr
     out, seeds = Path(out), seed_list(seeds)
 
@@ -422,7 +423,7 @@ def reproduce_ogb(datasets: Sequence[str], seeds: int | Sequence[int], out: str 
         return m
 
     collected = _collect_scores(datasets, seeds, out, log, record, overrides, device, progress, jobs,
-                                resume)
+                                resume, download)
     if collected is None:
         return pd.DataFrame()
     scores, attention = collected
