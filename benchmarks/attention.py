@@ -42,6 +42,14 @@ so that their ratios see the same load; times are process CPU times, minimum ove
 --repeats runs. Results go to ``results/attention_modules_cpu.json``.
 
     python benchmarks/attention.py --modules             # S = 16 .. 4,096
+
+``--flash-keys`` times ATen's CPU flash kernel alone (forward + backward, 256 x 4 heads
+x 128 queries, d_h = 32) against the number of keys per query: 128 (full attention
+at S = 128), 80 and 48 (the window of a 64- and a 16-query bucket) and 16 (the read hop
+over m = 16 reservoir keys). It shows the kernel's cost per query row, which every
+extra pass of the short-sequence path pays again (docs/attention.md).
+
+    python benchmarks/attention.py --flash-keys
 """
 
 from __future__ import annotations
@@ -338,6 +346,35 @@ def modules_main(args) -> int:
     return 0
 
 
+def flash_keys_main(args) -> int:
+    """Kernel time against keys per query, relative to 128 keys (``--flash-keys``)."""
+    import torch
+
+    from brlgraph.ops.brl.sdpa import _FLASH, _FLASH_BWD
+
+    if _FLASH is None or _FLASH_BWD is None:
+        raise SystemExit("this PyTorch has no CPU flash-attention kernel")
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(256, 4, 128, 32, generator=g)
+    keys = (128, 80, 48, 16)
+    kv = {n: (torch.randn(256, 4, n, 32, generator=g), torch.randn(256, 4, n, 32, generator=g))
+          for n in keys}
+    best = dict.fromkeys(keys, float("inf"))
+    for _ in range(args.repeats or 5):
+        for n in keys:
+            k, v = kv[n]
+            c0 = time.process_time()
+            o, lse = _FLASH(q, k, v)
+            _FLASH_BWD(torch.ones_like(o), q, k, v, o, lse, 0.0, False)
+            best[n] = min(best[n], time.process_time() - c0)
+    print("| keys per query | " + " | ".join(str(n) for n in keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    print("| fwd+bwd CPU ms | " + " | ".join(f"{1e3 * best[n]:.1f}" for n in keys) + " |")
+    print("| time / 128 keys | " + " | ".join(f"{best[n] / best[128]:.2f}" for n in keys) + " |")
+    return 0
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -398,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modules", action="store_true",
                    help="the short-sequence table: module level, batches of short sequences")
     p.add_argument("--batch", type=int, default=256, help="--modules: sequences per batch")
+    p.add_argument("--flash-keys", action="store_true",
+                   help="the CPU flash kernel's time against keys per query")
     p.add_argument("--worker", nargs=2, metavar=("BACKEND", "N"), help=argparse.SUPPRESS)
     p.add_argument("--modules-worker", type=int, metavar="S", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="time", choices=("time", "mem"), help=argparse.SUPPRESS)
@@ -405,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.modules_worker:
         print(json.dumps(module_worker(args.modules_worker, args)))
         return 0
+    if args.flash_keys:
+        return flash_keys_main(args)
     if args.modules:
         if args.backends == ",".join(BACKENDS):
             args.backends = ",".join(MODULE_BACKENDS)
