@@ -7,7 +7,6 @@ import os
 import random
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -389,19 +388,17 @@ def ddp_worker(out_dir: str) -> None:
 def test_distributed_data_parallel_two_gloo_processes(tmp_path):
     """Plain DDP (no find_unused_parameters) over two CPU processes started by torchrun:
     every parameter gets its gradient in every step, so both end with the same weights."""
-    import subprocess
+    from tests.train.test_distributed import torchrun
 
-    root = Path(__file__).resolve().parents[2]
-    code = f"from tests.nn.test_brl_conv import ddp_worker; ddp_worker({str(tmp_path)!r})"
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "--no-python", sys.executable, "-c", code],
-        env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}, cwd=root,
-        capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    torchrun(["-m", "tests.nn.test_brl_conv", str(tmp_path)], 2, {"OMP_NUM_THREADS": "1"},
+             timeout=600)
     a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     torch.manual_seed(0)
     start = Net().state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
     assert any(not torch.equal(a[k], start[k]) for k in a)  # the steps changed the weights
+
+
+if __name__ == "__main__":  # a torchrun process of the DDP test
+    ddp_worker(sys.argv[1])

@@ -44,6 +44,18 @@ def env(tmp_path_factory):
     return {"BRLGRAPH_DATA": str(data), "BRLGRAPH_CACHE": str(data / "cache"), "OMP_NUM_THREADS": "1"}
 
 
+def torchrun(args: list[str], nproc: int, env: dict[str, str], timeout: float = 300
+             ) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --standalone`` with ``nproc`` CPU processes, each
+    running ``python *args`` from the repository root (the tests' import root too); the
+    calling test fails with the end of the output when the run fails."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    result = subprocess.run([*launcher, *args], env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+                            cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
 def _train(env, out: Path, args: list[str], nproc: int = 1) -> dict:
     """One run: in this process (``nproc`` 1, as ``brlgraph train`` runs it) or under
     torchrun with ``nproc`` processes; its records, checkpoint and output."""
@@ -56,12 +68,8 @@ def _train(env, out: Path, args: list[str], nproc: int = 1) -> dict:
                 assert main(["train", *args, *COMMON, "--out", str(out)]) == 0
             stdout = buffer.getvalue()
     else:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-        result = subprocess.run([*launcher, "-m", "brlgraph", "train", *args, *COMMON, "--out", str(out)],
-                                env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
-                                capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-        stdout = result.stdout
+        stdout = torchrun(["-m", "brlgraph", "train", *args, *COMMON, "--out", str(out)], nproc,
+                          env).stdout
     lines = (out / "results.jsonl").read_text().splitlines()
     return {"stdout": stdout, "records": [json.loads(x) for x in lines],
             "checkpoint": load_checkpoint(out / "checkpoint.pt")}
