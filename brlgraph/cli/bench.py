@@ -4,7 +4,8 @@
     brlgraph bench tree-neighbors [--models gcn,...] [--depths 2-8] [--set KEY=VALUE]
     brlgraph bench longrange [--tasks retrieval,matching] [--models brl,local,full] [--lengths ...]
     brlgraph bench sensitivity [--settings dblp,path] [--models brl,local,full,gcn]
-    brlgraph bench ablation [--groups backends,hgb,long,reservoir] [--datasets DBLP] [--seeds 5]
+    brlgraph bench ablation [--groups backends,hgb,long,reservoir] [--datasets DBLP] [--models brl,local]
+                            [--seeds 5]
 
 Each writes Markdown and CSV tables and PNG plots (with the optional matplotlib extra)
 into ``--out`` and keeps one JSON line per finished cell there, so running the same
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/bench-<benchmark>)")
     p.add_argument("--seeds", default=None, metavar="N|A-B|A,B,...",
                    help="seeds (ablation: default 5, i.e. 1..5; others: default 0)")
-    p.add_argument("--models", default=None, metavar="A,B,...", help="models to run (default: all)")
+    p.add_argument("--models", default=None, metavar="A,B,...", help="models to run (ablation: attention backends; default: all)")
     p.add_argument("--depths", default=None, metavar="A-B|A,B", help="tree-neighbors: depths r (default 2-8)")
     p.add_argument("--tasks", default=None, metavar="A,B", help="longrange: retrieval, matching")
     p.add_argument("--lengths", default=None, metavar="N,N,...", help="longrange: evaluation lengths")
@@ -191,5 +192,5 @@ def _ablation(args, out: Path, deadline, command: str, progress: bool) -> None:
                           "(see docs/oversquashing.md)")
     frame = run_ablation(out, _csv(args.groups) or list(GROUPS), parse_seeds(args.seeds, [1, 2, 3, 4, 5]),
                          _csv(args.datasets), deadline=deadline, device=args.device, progress=progress,
-                         command=command)
+                         command=command, backends=_csv(args.models))
     print(common.markdown(frame), end="")

@@ -78,6 +78,20 @@ def test_sweep_resumes_cuts_at_the_deadline_and_tabulates(tmp_path, monkeypatch)
     assert (tmp_path / "ablation.png").exists()
 
 
+def test_backends_restrict_the_cells_to_those_attention_backends(tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(common, "run_isolated", _fake_run(calls))
+    ab.run_ablation(tmp_path, ["backends", "reservoir"], [1], ["20News"], progress=False,
+                    log=lambda line: None, backends=["brl", "local"])
+    # brl, local, and the reservoir sizes (BRL) but neither full attention nor the others
+    assert sorted(c[1] for c in calls) == sorted([
+        ("model.attention=brl",), ("model.attention=local",),
+        ("model.attention=brl", f"{common.config_key('reservoir')}=4"),
+        ("model.attention=brl", f"{common.config_key('reservoir')}=16")])
+    with pytest.raises(ConfigError, match="unknown attention backend 'mlp'"):
+        ab.run_ablation(tmp_path, ["backends"], [1], backends=["mlp"], progress=False)
+
+
 def test_sweep_skips_a_data_set_whose_files_are_missing(tmp_path, monkeypatch):
     def missing(*a, **k):
         raise RuntimeError("DataError: hgb/IMDB.zip not found")

@@ -52,6 +52,7 @@ def test_time_limit_stops_with_status_3_and_the_rerun_goes_on(tmp_path, capsys):
     (["bench", "oversquashing", "--set", "hidden=8"], "apply to one benchmark"),
     (["bench", "ablation", "--set", "hidden=8"], "takes no --set"),
     (["bench", "ablation", "--groups", "speed"], "unknown ablation group"),
+    (["bench", "ablation", "--models", "gcn"], "unknown attention backend 'gcn'"),
 ])
 def test_user_errors_are_one_line_and_status_2(argv, message, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path)]) == 2
