@@ -101,3 +101,25 @@ def test_sweep_skips_a_data_set_whose_files_are_missing(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="no ablation cell"):
         ab.run_ablation(tmp_path, ["hgb"], [1], ["IMDB"], progress=False, log=lines.append)
     assert any("skipping IMDB" in line for line in lines)
+
+
+def test_plot_gives_a_variant_one_colour_in_every_panel_and_a_log_axis_to_wide_times(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    figures = []
+    monkeypatch.setattr(common, "save_figure", lambda fig, path, command: figures.append(fig))
+
+    def rec(dataset, variant, seconds):
+        return {"dataset": dataset, "variant": variant, "seed": 1, "epoch_seconds": seconds,
+                "metrics": {"test_micro_f1": 0.9, "test_macro_f1": 0.9, "test_accuracy": 0.7}}
+
+    records = [rec("DBLP", "brl", 2.0), rec("DBLP", "local", 1.8), rec("DBLP", "local S=256", 6.0),
+               rec("DBLP", "brl S=256", 6.2), rec("20News", "brl", 0.3), rec("20News", "full", 3.9)]
+    ab.plot_ablation(records, ab.variants(), tmp_path, "test")
+    (fig,) = figures
+    colour = {}
+    for ax in fig.axes:
+        for container in ax.containers:
+            name = container.get_label().removesuffix(" S=256")
+            colour.setdefault(name, set()).add(container.lines[0].get_color())
+    assert set(colour) == {"brl", "local", "full"} and all(len(c) == 1 for c in colour.values())
+    assert [ax.get_xscale() for ax in fig.axes] == ["linear", "linear", "log"]
