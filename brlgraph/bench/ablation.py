@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from brlgraph.bench import common
-from brlgraph.errors import DataError
+from brlgraph.errors import ConfigError, DataError
 
 GROUPS = ("backends", "hgb", "long", "reservoir")
 ALL_BACKENDS = ("brl", "full", "local", "performer", "linformer", "regla")
@@ -125,7 +125,7 @@ def run_ablation(out: str | Path, groups: Sequence[str] = GROUPS, seeds: Sequenc
     in the inner loop of each variant (so a cut sweep has whole rows), until
     ``deadline`` passes; then the table and plot of all finished cells.
     ``datasets`` restricts the data sets and ``backends`` the attention backends (full
-    attention over 20News's one sequence of 18,846 tokens costs far more than the
+    attention over 20News's one sequence of 9,607 tokens costs far more than the
     rest of its row); ``code`` labels the code that measured the times."""
     log = log or common._stderr
     out = Path(out)
@@ -173,6 +173,8 @@ def _sweep(todo: list[tuple[Variant, int]], store: common.ResultStore, out: Path
                 failed.add(v.dataset)
                 log(f"ablation: {v.dataset}: {err} -- skipping {v.dataset}")
                 continue
+            if str(err).startswith("ConfigError: "):  # one line naming the cell, not a traceback
+                raise ConfigError(f"ablation cell {v.key} seed {seed}: {str(err).removeprefix('ConfigError: ')}") from None
             raise
         m = record["metrics"]
         store.add({"dataset": v.dataset, "variant": v.name, "group": v.group, "seed": seed,

@@ -220,9 +220,13 @@ class GraphSequenceTask:
         self.y = data.y.to(device)
         self.weight = train_weights(config, data.num_classes, device)
         self._eval_orders: list[torch.Tensor | None] | None = None
+        options = model_options(config)
+        if config.model.attention == "linformer":
+            # Linformer projects along the sequence: its E, F span the longest sequence
+            # the model sees (the graph, or a chunk of its order)
+            options["attention_options"] = {"max_len": config.sequences.chunk_size or self.graph.num_nodes}
         self.model = BRLGraphSequenceModel.from_data(
-            self.graph, num_classes=data.num_classes, order=config.sequences.order,
-            **model_options(config)).to(device)
+            self.graph, num_classes=data.num_classes, order=config.sequences.order, **options).to(device)
 
     def steps_per_epoch(self) -> int:
         return 1

@@ -230,6 +230,24 @@ def test_one_sequence_task_resamples_and_averages_node_orders():
     torch.testing.assert_close(task.logits("val"), expected)
 
 
+@pytest.mark.parametrize("chunk_size", [0, 4500])
+def test_linformer_spans_the_whole_one_sequence_or_chunk(chunk_size):
+    # Linformer's E, F are [k, max_len]: a graph longer than its default 4,096 positions
+    # (20News has 9,607 nodes) must still run, projected along the sequence it sees
+    import torch
+
+    from brlgraph.train.experiment import build_task
+
+    data = _random_split_graph(5000, num_classes=3, seed=2)
+    config = build_config("20News", None, ["model.attention=linformer", "model.hidden_channels=8", "model.heads=2",
+                                           "model.gnn_layers=0", f"sequences.chunk_size={chunk_size}",
+                                           *(["sequences.resample=false"] if chunk_size else [])])
+    task = build_task(data, config)
+    assert task.model.blocks[0].attn.max_len == (chunk_size or 5000)
+    with torch.no_grad():
+        assert task.logits("val").shape == (int(data.val_mask.sum()), 3)
+
+
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_short_dblp_run_on_cuda_learns_and_repeats(dblp_env):
     # the CI run above on the GPU. Deterministic mode there gave the same predictions, F1
