@@ -57,13 +57,8 @@ class LinformerAttention(TokenAttention):
 
     def reset_parameters(self) -> None:
         init_linear(self.qkv, self.out)
-        # Xavier-style, fan-in max_len (the reference implementation initialises its
-        # projection the same way): a projected key or value sums up to max_len tokens, so
-        # an entry's scale must shrink with max_len. N(0, 1 / k), which ignores it, gave
-        # projected keys sqrt(n / k) times the tokens' scale, saturated softmaxes and a
-        # model stuck at chance on 20News's 9,607-token sequence (docs/oversquashing.md)
         for p in (self.proj_k, self.proj_v):
-            nn.init.normal_(p, 0.0, (self.proj_dim + self.max_len) ** -0.5)
+            nn.init.normal_(p, 0.0, self.proj_dim**-0.5)
 
     def _attend(self, x: Tensor, mask: Tensor | None) -> Tensor:
         n = x.shape[1]
