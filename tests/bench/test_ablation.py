@@ -88,6 +88,10 @@ def test_backends_restrict_the_cells_to_those_attention_backends(tmp_path, monke
         ("model.attention=brl",), ("model.attention=local",),
         ("model.attention=brl", f"{common.config_key('reservoir')}=4"),
         ("model.attention=brl", f"{common.config_key('reservoir')}=16")])
+    ab.run_ablation(tmp_path, ["backends"], [1], ["DBLP"], progress=False, log=lambda line: None,
+                    backends=["brl"])
+    table = (tmp_path / "ablation.md").read_text()  # accuracy for 20News, F1 for DBLP, no "nan"
+    assert "test accuracy (%)" in table and "test Micro-F1 (%)" in table and "nan" not in table
     with pytest.raises(ConfigError, match="unknown attention backend 'mlp'"):
         ab.run_ablation(tmp_path, ["backends"], [1], backends=["mlp"], progress=False)
 
