@@ -269,7 +269,11 @@ def plot_ablation(records: list[dict], chosen: list[Variant], out: Path, command
         # most panels' times differ by tens of percent (a linear axis shows them); full
         # attention over 20News's one long sequence costs ten times the rest
         if max(times) > 4 * min(times) > 0:
+            from matplotlib.ticker import NullFormatter, ScalarFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
         ax.margins(x=0.15)
         ax.set_xlabel("seconds per epoch (one CPU thread)")
         ax.set_ylabel(f"test {label} (%)")
