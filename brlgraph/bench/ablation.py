@@ -38,6 +38,8 @@ ALL_BACKENDS = ("brl", "full", "local", "performer", "linformer", "regla")
 THREE = ("brl", "full", "local")
 RESERVOIR_SIZES = (0, 4, 16, 64)
 LONG_SEQ_LEN = 256
+#: the end of a ``long`` variant's name
+LONG_SUFFIX = f" S={LONG_SEQ_LEN}"
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def variants(groups: Sequence[str] = GROUPS) -> list[Variant]:
                     add(d, b, (f"model.attention={b}",), g)
         elif g == "long":
             for b in THREE:
-                add("DBLP", f"{b} S={LONG_SEQ_LEN}", (f"model.attention={b}", f"{seq_len}={LONG_SEQ_LEN}"), g)
+                add("DBLP", f"{b}{LONG_SUFFIX}", (f"model.attention={b}", f"{seq_len}={LONG_SEQ_LEN}"), g)
         elif g == "reservoir":
             for d in ("DBLP", "20News"):
                 for m in RESERVOIR_SIZES:
@@ -221,7 +223,7 @@ def ablation_table(records: list[dict], chosen: list[Variant], out: Path) -> pd.
             row[f"test {label} (%)"] = common.mean_std_text([r["metrics"][mkey] for r in runs], 2, 100)
         first = metrics[0][0]
         mean, _, se = _stats([100 * r["metrics"][first] for r in runs])
-        suffix = f" S={LONG_SEQ_LEN}" if name.endswith(f"S={LONG_SEQ_LEN}") else ""
+        suffix = LONG_SUFFIX if name.endswith(LONG_SUFFIX) else ""
         for ref in ("local", "full"):
             other = by.get((dataset, f"{ref}{suffix}"), [])
             if other and (ref + suffix) != name:
@@ -248,11 +250,11 @@ def plot_ablation(records: list[dict], chosen: list[Variant], out: Path, command
         return None
     groups = {}
     for r in records:
-        groups.setdefault(r["dataset"] + (f" S={LONG_SEQ_LEN}" if r["variant"].endswith(f"S={LONG_SEQ_LEN}") else ""),
+        groups.setdefault(r["dataset"] + (LONG_SUFFIX if r["variant"].endswith(LONG_SUFFIX) else ""),
                           {}).setdefault(r["variant"], []).append(r)
     names = list(groups)
     # one colour per variant name (its backend and m, without the S = 256 suffix) in every panel
-    base = sorted({v.removesuffix(f" S={LONG_SEQ_LEN}") for g in groups.values() for v in g})
+    base = sorted({v.removesuffix(LONG_SUFFIX) for g in groups.values() for v in g})
     colours = {v: f"C{i % 10}" for i, v in enumerate(base)}
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
     for ax, g in zip(axes[0], names, strict=True):
@@ -265,7 +267,7 @@ def plot_ablation(records: list[dict], chosen: list[Variant], out: Path, command
             mean, std, _ = _stats(ys)
             times.append(statistics.fmean(xs))
             ax.errorbar(times[-1], mean, yerr=std, fmt="o", capsize=3, label=variant,
-                        color=colours[variant.removesuffix(f" S={LONG_SEQ_LEN}")])
+                        color=colours[variant.removesuffix(LONG_SUFFIX)])
         # most panels' times differ by tens of percent (a linear axis shows them); full
         # attention over 20News's one long sequence costs ten times the rest
         if max(times) > 4 * min(times) > 0:

@@ -208,6 +208,7 @@ class GraphSequenceTask:
     """Node classification on a homogeneous (kNN) graph as one sequence, full batch."""
 
     def __init__(self, data, config: Config, device: str = "cpu") -> None:
+        from brlgraph.nn.attention import attention_options
         from brlgraph.nn.brlformer import BRLGraphSequenceModel
 
         self.config, self.device = config, device
@@ -221,9 +222,9 @@ class GraphSequenceTask:
         self.weight = train_weights(config, data.num_classes, device)
         self._eval_orders: list[torch.Tensor | None] | None = None
         options = model_options(config)
-        if config.model.attention == "linformer":
-            # Linformer projects along the sequence: its E, F span the longest sequence
-            # the model sees (the graph, or a chunk of its order)
+        if "max_len" in attention_options(config.model.attention):
+            # a backend bounded in length (Linformer projects along the sequence) spans
+            # the longest sequence the model sees: the graph, or a chunk of its order
             options["attention_options"] = {"max_len": config.sequences.chunk_size or self.graph.num_nodes}
         self.model = BRLGraphSequenceModel.from_data(
             self.graph, num_classes=data.num_classes, order=config.sequences.order, **options).to(device)
