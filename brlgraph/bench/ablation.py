@@ -170,14 +170,12 @@ def _sweep(todo: list[tuple[Variant, int]], store: common.ResultStore, out: Path
         run_dir = out / "runs" / f"{v.dataset}-{v.name.replace(' ', '_').replace('=', '')}-seed{seed}"
         try:
             record = common.run_isolated(run_cell, v.dataset, list(v.overrides), seed, str(run_dir), device)
-        except RuntimeError as err:
-            if "DataError" in str(err):
-                failed.add(v.dataset)
-                log(f"ablation: {v.dataset}: {err} -- skipping {v.dataset}")
-                continue
-            if str(err).startswith("ConfigError: "):  # one line naming the cell, not a traceback
-                raise ConfigError(f"ablation cell {v.key} seed {seed}: {str(err).removeprefix('ConfigError: ')}") from None
-            raise
+        except DataError as err:
+            failed.add(v.dataset)
+            log(f"ablation: {v.dataset}: {err} -- skipping {v.dataset}")
+            continue
+        except ConfigError as err:  # one line naming the cell, not a traceback
+            raise ConfigError(f"ablation cell {v.key} seed {seed}: {err}") from None
         m = record["metrics"]
         store.add({"dataset": v.dataset, "variant": v.name, "group": v.group, "seed": seed,
                    "overrides": list(v.overrides), "metrics": m, "peak_rss_mib": record["peak_rss_mib"],

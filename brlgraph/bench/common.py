@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from brlgraph.errors import ConfigError
+from brlgraph.errors import BRLGraphError, ConfigError
 from brlgraph.io import append_line, atomic_write
 from brlgraph.train.runner import to_markdown
 from brlgraph.train.runner import write_table as _write_table
@@ -211,11 +211,28 @@ def current_rss_mib() -> float:
         return float("nan")
 
 
-def _isolated_entry(fn: Callable[..., dict[str, Any]], args: tuple, queue) -> None:
+def _isolated_entry(fn: Callable[..., dict[str, Any]], args: tuple, queue, parent: int) -> None:
+    _exit_with_parent(parent)
     try:
         queue.put(("ok", fn(*args)))
-    except BaseException as err:  # report every failure to the parent, memory errors included
+    except BRLGraphError as err:  # the parent re-raises it as it is: one line, no traceback
+        queue.put(("raise", err))
+    except BaseException as err:  # report every other failure to the parent, memory errors included
         queue.put(("error", f"{type(err).__name__}: {err}"))
+
+
+def _exit_with_parent(parent: int, interval: float = 2.0) -> None:
+    """End this (child) process once ``parent`` is gone: a sweep killed from outside
+    (SIGTERM, SIGKILL) must not leave its running cell writing the run folder."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def check_choices(kind: str, values: Iterable[str], allowed: Sequence[str]) -> None:
@@ -230,17 +247,35 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, threads: int | N
 
     The child's peak resident memory then belongs to that call alone: ``fn`` reads
     :func:`peak_rss_mib` itself. ``fn`` must be importable (a module-level function).
-    A failure in the child raises ``RuntimeError`` naming it.
+    brlgraph's own errors (:class:`~brlgraph.errors.BRLGraphError`) raised in the child
+    are raised again here; any other failure, or the child dying without an answer
+    (killed for memory), raises ``RuntimeError`` naming it. The child ends when this
+    process does, and is terminated when this call is interrupted.
     """
+    import queue as queues
+
     ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
+    channel = ctx.Queue()
     env_threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None
-    proc = ctx.Process(target=_isolated_entry, args=(_with_threads, (fn, args, env_threads), queue))
+    proc = ctx.Process(target=_isolated_entry,
+                       args=(_with_threads, (fn, args, env_threads), channel, os.getpid()))
     proc.start()
     try:
-        status, value = queue.get()
+        while True:
+            try:
+                status, value = channel.get(timeout=1.0)
+                break
+            except queues.Empty:
+                if not proc.is_alive() and channel.empty():
+                    raise RuntimeError(f"the isolated process of {fn.__name__} ended without an answer "
+                                       f"(exit code {proc.exitcode}; killed for memory?)") from None
+    except BaseException:
+        proc.terminate()
+        raise
     finally:
         proc.join()
+    if status == "raise":
+        raise value
     if status != "ok":
         raise RuntimeError(value)
     return value

@@ -8,7 +8,7 @@ import pytest
 
 from brlgraph.bench import ablation as ab
 from brlgraph.bench import common
-from brlgraph.errors import ConfigError
+from brlgraph.errors import ConfigError, DataError
 
 
 def test_variants_cover_the_groups_once():
@@ -98,7 +98,7 @@ def test_backends_restrict_the_cells_to_those_attention_backends(tmp_path, monke
 
 def test_a_cell_with_a_config_error_stops_the_sweep_with_one_line_naming_it(tmp_path, monkeypatch):
     def refuse(*a, **k):
-        raise RuntimeError("ConfigError: sequence length 9607 exceeds linformer max_len=4096")
+        raise ConfigError("sequence length 9607 exceeds linformer max_len=4096")
 
     monkeypatch.setattr(common, "run_isolated", refuse)
     with pytest.raises(ConfigError, match="ablation cell 20News/linformer seed 1: sequence length 9607"):
@@ -107,7 +107,7 @@ def test_a_cell_with_a_config_error_stops_the_sweep_with_one_line_naming_it(tmp_
 
 def test_sweep_skips_a_data_set_whose_files_are_missing(tmp_path, monkeypatch):
     def missing(*a, **k):
-        raise RuntimeError("DataError: hgb/IMDB.zip not found")
+        raise DataError("hgb/IMDB.zip not found")
 
     monkeypatch.setattr(common, "run_isolated", missing)
     lines: list[str] = []

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from brlgraph.bench import common
-from brlgraph.errors import ConfigError
+from brlgraph.errors import ConfigError, DataError
 
 
 def test_result_store_keeps_cells_across_instances_and_replaces_by_key(tmp_path):
@@ -93,6 +99,68 @@ def _fail() -> dict:
 def test_isolated_failure_is_reported():
     with pytest.raises(RuntimeError, match="ValueError: bad cell"):
         common.run_isolated(_fail)
+
+
+def _data_error() -> dict:
+    raise DataError("hgb/IMDB.zip not found; run brlgraph data download IMDB")
+
+
+def test_isolated_brlgraph_error_is_raised_again_as_itself():
+    with pytest.raises(DataError, match="hgb/IMDB.zip not found"):
+        common.run_isolated(_data_error)
+
+
+def _die() -> dict:
+    os._exit(3)
+
+
+def test_isolated_child_dying_without_an_answer_raises_instead_of_hanging():
+    with pytest.raises(RuntimeError, match="_die ended without an answer .exit code 3"):
+        common.run_isolated(_die)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_isolated_child_ends_when_its_parent_is_killed():
+    # a sweep killed from outside must not leave its running cell behind as an orphan
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import time; from brlgraph.bench import common; common.run_isolated(time.sleep, 120)"])
+    try:
+        deadline = time.monotonic() + 60
+        while not (children := _children(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert children, "the isolated child did not start"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 15
+        while any(_running(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(c) for c in children)
+    finally:
+        parent.kill()
+        for c in children if "children" in locals() else []:
+            if _running(c):
+                os.kill(c, signal.SIGKILL)
 
 
 def test_deadline():
