@@ -297,7 +297,7 @@ class TreeSequenceModel(nn.Module):
 
     def __init__(self, attention: str, num_classes: int, depth: int, hidden: int, layers: int,
                  heads: int, window: int, reservoir: int,
-                 attention_options: dict[str, Any] | None = None) -> None:
+                 attention_options: dict[str, Any] | None = None, from_target: bool = False) -> None:
         super().__init__()
         from brlgraph.nn import BRLFormer
 
@@ -308,7 +308,7 @@ class TreeSequenceModel(nn.Module):
         self.former = BRLFormer([None], [1], num_classes, layers=layers, heads=heads,
                                 attention=attention, window=window, dropout=0.0,
                                 gnn_layers=0, max_hops=depth, attention_options=attention_options,
-                                **common.model_kwargs(hidden, reservoir))
+                                reservoir_from_target=from_target, **common.model_kwargs(hidden, reservoir))
         self.former.encoder.requires_grad_(False)
         self._graph = None
 
@@ -356,6 +356,9 @@ class TreeBudget:
     seq_heads: int = 4
     window: int = 16
     reservoir: int = 16
+    #: brl only: each tree's reservoir starts from E + W_t (root token), not E alone
+    #: (BRLFormer's ``reservoir_from_target``); without it BRL does not fit r = 6
+    reservoir_from_target: bool = False
     # BRLConv: tokens per node's sequence and reservoir size
     conv_seq_len: int = 8
     conv_window: int = 4
@@ -382,7 +385,7 @@ def build_model(name: str, data: TreeNeighborsMatch, budget: TreeBudget) -> nn.M
     r, c, d = data.depth, data.num_classes, budget.hidden
     if name in SEQUENCE_MODELS:
         return TreeSequenceModel(name, c, r, d, budget.seq_layers, budget.seq_heads, budget.window,
-                                 budget.reservoir)
+                                 budget.reservoir, from_target=budget.reservoir_from_target and name == "brl")
     if name in MP_MODELS:
         conv = ({"heads": budget.seq_heads, "seq_len": budget.conv_seq_len, "window": budget.conv_window,
                  common.RENAMED["conv.reservoir_kwarg"]: budget.conv_reservoir, "max_hops": r}

@@ -169,8 +169,9 @@ class BRLBlocks(nn.ModuleList):
 
     checkpoint: bool = False
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        reservoir = None
+    def forward(self, x: Tensor, mask: Tensor | None = None,
+                reservoir: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """``reservoir`` [B, m, d_c]: the stream's start (``None``: the first block's E)."""
         for block in self:
             x, reservoir = block(x, mask, reservoir, checkpoint=self.checkpoint)
         return x, reservoir
@@ -288,7 +289,7 @@ class BRLFormer(_GraphModel):
 
     where :math:`h` are the node states of :meth:`node_states` (type projection +
     node-type embedding, optionally a GNN). Each sequence has its own reservoir,
-    initialised from E.
+    initialised from E (with ``reservoir_from_target``: from E + W_t z_0).
 
     With ``path_tokens = K > 0``, P more tokens follow the target token: one per type
     path of 1..K edges from the target's type (:func:`~brlgraph.nn.metapath.type_path_means`),
@@ -313,6 +314,9 @@ class BRLFormer(_GraphModel):
             ``hsage``/``rsage``).
         max_hops: largest hop distance of the hop embedding.
         path_tokens: K, the longest type path with a token of its own (0 = none).
+        reservoir_from_target: start each sequence's reservoir at E + W_t z_0 instead
+            of E (``brl``; W_t zero-initialised), so that the first layer's write
+            queries know the target (docs/oversquashing.md, Tree-NeighborsMatch r = 6).
         embedding_std: initial standard deviation of every embedding table (nodes of
             featureless types, node types, hops, path steps; default 1 as
             ``nn.Embedding``), see :func:`~brlgraph.nn.node_encoder.scale_embeddings`.
@@ -331,6 +335,7 @@ class BRLFormer(_GraphModel):
         *,
         max_hops: int = DEFAULT_MAX_HOPS,
         path_tokens: int = 0,
+        reservoir_from_target: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(in_dims, num_nodes, num_classes, **kwargs)
@@ -343,6 +348,16 @@ class BRLFormer(_GraphModel):
                          if path_tokens else None)
         scale_embeddings([self.hop_emb, self.path_emb], kwargs.get("embedding_std", 1.0))
         self._path_blocks: LastGraphCache[Any] = LastGraphCache()  # when no GNN has them
+        self.target_write: nn.Linear | None = None
+        if reservoir_from_target:
+            first = self.blocks[0]
+            if not first.uses_reservoir:
+                raise ConfigError(f"model.reservoir_from_target needs an attention backend with a "
+                                  f"reservoir (brl), not {self.attention!r}")
+            # zero at the start, drawn after every other parameter: the model
+            # begins as the one without the option
+            self.target_write = nn.Linear(self.head.in_features, first.attn.reservoir_dim, bias=False)
+            nn.init.zeros_(self.target_write.weight)
 
     def tokens(self, graph: GraphView, seqs: NodeSequences, node_states: Tensor | None = None) -> Tensor:
         """Token inputs [T, S, d] of the sequences (zeros at padding)."""
@@ -425,15 +440,25 @@ class BRLFormer(_GraphModel):
         states and path means (:meth:`node_states`, :meth:`path_means`)."""
         mask = seqs.mask.to(self.head.weight.device)
         if not self.path_tokens:
-            x, _ = self.blocks(self.tokens(graph, seqs, node_states), mask)
+            z = self.tokens(graph, seqs, node_states)
+            x, _ = self.blocks(z, mask, self.first_reservoir(z))
             return self.readout(x[:, 0])
         h = self.node_states(graph) if node_states is None else node_states
         z = self.tokens(graph, seqs, h)
         _, paths = self.path_token_inputs(graph, seqs.ids[:, 0].to(h.device), h, path_means)
         z = torch.cat([z[:, :1], paths, z[:, 1:]], dim=1)
         mask = torch.cat([mask[:, :1], mask.new_ones(paths.shape[:2]), mask[:, 1:]], dim=1)
-        x, _ = self.blocks(z, mask)
+        x, _ = self.blocks(z, mask, self.first_reservoir(z))
         return self.readout(x[:, 0])
+
+    def first_reservoir(self, z: Tensor) -> Tensor | None:
+        """Where each sequence's reservoir stream starts: ``None`` (the first block's E,
+        shared by the batch), or with ``reservoir_from_target`` E + W_t z_0, written from
+        the target token as well, [T, m, d_c]."""
+        if self.target_write is None:
+            return None
+        e = self.blocks[0].attn.initial_reservoir(z.shape[0])
+        return e + self.target_write(z[:, 0]).unsqueeze(1)
 
 
 class BRLGraphSequenceModel(_GraphModel):

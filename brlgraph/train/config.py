@@ -101,6 +101,10 @@ class ModelConfig:
     #: K: one extra token per type path of 1..K edges from the target's type, the mean
     #: node state along it (SeHGNN's metapaths); 0 = none (node-as-sequence)
     path_tokens: int = 0
+    #: start each target's reservoir from E + W_t z_0 (the target token), not E alone
+    #: (brl, node-as-sequence): the first write then knows the target; Tree-NeighborsMatch
+    #: r = 6 needs it (docs/oversquashing.md)
+    reservoir_from_target: bool = False
     #: > 0: the logits are L2-normalised and scaled by this (HINormer's readout); 0 = off
     logit_norm: float = 1.0
     #: initial standard deviation of every learned embedding table (featureless nodes,
@@ -228,7 +232,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 #: keep its default (a value set there would be silently ignored)
 TASK_KEYS: dict[str, tuple[str, ...]] = {
     "node-as-sequence": ("sequences.seq_len", "sequences.max_hops", "model.path_tokens",
-                         "train.batch_size", "train.eval_batch_size"),
+                         "model.reservoir_from_target", "train.batch_size", "train.eval_batch_size"),
     "graph-as-one-sequence": ("data.knn_k", "sequences.order", "sequences.chunk_size"),
     "multi-label": ("train.positive_weight",),
 }

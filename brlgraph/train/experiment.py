@@ -143,7 +143,8 @@ class NodeSequenceTask:
                           for split in ("val", "test")}
         self.model = BRLFormer.from_data(
             self.graph, num_classes=data.num_classes, max_hops=s.max_hops,
-            path_tokens=config.model.path_tokens, **model_options(config)).to(device)
+            path_tokens=config.model.path_tokens, reservoir_from_target=config.model.reservoir_from_target,
+            **model_options(config)).to(device)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.rows["train"]) / self.config.train.batch_size)

@@ -104,6 +104,15 @@ def test_every_model_gives_one_logit_row_per_tree(name):
         assert len(model.layers) == 3  # r + 1 layers, as in the paper
 
 
+def test_reservoir_from_target_applies_to_brl_only():
+    data = tn.make_tree_neighbors_match(2, seed=0)
+    budget = tn.TreeBudget(hidden=16, reservoir_from_target=True)
+    assert tn.build_model("brl", data, budget).former.target_write is not None
+    for name in ("local", "full"):  # the same budget runs every model
+        assert tn.build_model(name, data, budget).former.target_write is None
+    assert tn.build_model("brl", data, tn.TreeBudget(hidden=16)).former.target_write is None
+
+
 def test_message_passing_reads_only_what_reaches_the_root():
     """Edges point to the root: a leaf's label changes the root's output, and the root's
     key does not travel down to the leaves (a GCN with r + 1 layers)."""

@@ -352,3 +352,35 @@ def test_activation_checkpointing_gives_the_same_values_and_gradients(attention=
     assert len(g0) == len(g1)
     for a, b in zip(g0, g1, strict=True):
         assert (a is None and b is None) or torch.equal(a, b)
+
+
+@pytest.mark.parametrize("path_tokens", [0, 1])
+def test_reservoir_from_target_starts_as_the_plain_model_and_then_reads_the_target(path_tokens):
+    data = toy_hetero()
+    graph = GraphView.from_data(data)
+    seqs = hop_ordered_sequences(graph, None, 12, node_type="author")
+    torch.manual_seed(0)
+    plain = BRLFormer.from_data(data, attention="brl", path_tokens=path_tokens, **SMALL).eval()
+    torch.manual_seed(0)
+    model = BRLFormer.from_data(data, attention="brl", path_tokens=path_tokens, reservoir_from_target=True,
+                                **SMALL).eval()
+    assert plain.target_write is None and model.target_write is not None
+    # W_t starts at zero and is drawn after every other parameter: the same model at the start
+    torch.testing.assert_close(model(graph, seqs), plain(graph, seqs))
+    model(graph, seqs).square().sum().backward()
+    grad = model.target_write.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    with torch.no_grad():
+        model.target_write.weight.normal_()
+    z = model.tokens(graph, seqs)
+    c0 = model.first_reservoir(z)
+    e = model.blocks[0].attn.initial_reservoir(len(z))
+    torch.testing.assert_close(c0, e + (z[:, 0] @ model.target_write.weight.T)[:, None])
+    assert (model(graph, seqs) - plain(graph, seqs)).abs().amax() > 1e-4
+    # rows stay independent: a target's reservoir is written from its own target token
+    torch.testing.assert_close(model(graph, seqs[3:4]), model(graph, seqs)[3:4], rtol=1e-4, atol=1e-5)
+
+
+def test_reservoir_from_target_needs_a_reservoir():
+    with pytest.raises(ConfigError, match="reservoir_from_target needs an attention backend with a reservoir"):
+        BRLFormer.from_data(toy_hetero(), attention="full", reservoir_from_target=True, **SMALL)

@@ -60,6 +60,7 @@ def test_split_seed_is_the_run_seed_unless_set():
     ("ACM", "sequences.order=bfs", "graph-as-one-sequence"),
     ("20News", "sequences.seq_len=30", "node-as-sequence"),
     ("20News", "model.path_tokens=1", "node-as-sequence"),
+    ("20News", "model.reservoir_from_target=true", "node-as-sequence"),
     ("20News", "train.batch_size=64", "node-as-sequence"),
     ("DBLP", "train.positive_weight=2", "multi-label"),
     ("20News", "train.positive_weight=2", "multi-label"),
@@ -158,6 +159,12 @@ def test_parse_override_reads_toml_values():
 def test_values_out_of_range_are_errors_naming_the_key(item, message):
     with pytest.raises(ConfigError, match=message):
         build_config("ACM", None, [item])
+
+
+def test_reservoir_from_target_is_a_model_key():
+    assert build_config("DBLP", None, []).model.reservoir_from_target is False
+    config = build_config("DBLP", None, ["model.reservoir_from_target=true"])
+    assert config.model.reservoir_from_target is True
 
 
 def test_path_tokens_only_for_node_as_sequence_data_sets():

@@ -180,6 +180,16 @@ def test_eval_draws_average_the_logits_of_independent_sequence_draws(dblp_env):
         build_task(load_dataset(config), config)
 
 
+def test_reservoir_from_target_reaches_the_task_model(dblp_env):
+    from brlgraph.train.experiment import build_task, load_dataset
+
+    config = build_config("DBLP", None, [*FAST, "model.reservoir_from_target=true"])
+    task = build_task(load_dataset(config), config)
+    assert task.model.target_write is not None
+    config = build_config("DBLP", None, FAST)
+    assert build_task(load_dataset(config), config).model.target_write is None
+
+
 def test_positive_weight_scales_bce_pos_weight_and_is_refused_for_single_label_data():
     import torch
 
