@@ -715,3 +715,52 @@ def plot_tree(records: list[dict[str, Any]], out: Path, command: str,
     axes[0].set_ylabel("accuracy")
     common.legend(axes[1], fontsize=7, loc="lower left")
     return common.save_figure(fig, out / "tree_neighbors.png", command)
+
+
+def read_curve(spec: str, depth: int, seed: int = 0) -> tuple[str, dict[str, Any]]:
+    """``LABEL=FILE[:MODEL]`` -> (label, the record of ``MODEL`` (default: the file's
+    first) at ``depth`` and ``seed`` in the JSON-lines file ``FILE``)."""
+    import json
+
+    label, sep, rest = spec.rpartition("=")  # labels may hold "=" (m = 64), paths rarely do
+    if not sep or not label or not rest:
+        raise ConfigError(f"curve {spec!r}: give LABEL=FILE[:MODEL]")
+    path, _, model = rest.partition(":") if not Path(rest).exists() else (rest, "", "")
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"curve {label!r}: {path} is not a file (a tree_neighbors jsonl)")
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise ConfigError(f"{path}: line {n} is not JSON") from None
+        if rec.get("depth") == depth and rec.get("seed") == seed and (not model or rec.get("model") == model):
+            if not rec.get("history"):
+                raise ConfigError(f"{path}: the record of {rec.get('model')} at r = {depth} has no history")
+            return label, rec
+    raise ConfigError(f"{path}: no record{' of ' + model if model else ''} at r = {depth}, seed {seed}")
+
+
+def plot_curves(curves: list[tuple[str, dict[str, Any]]], depth: int, out: Path, command: str) -> Path | None:
+    """Training and test accuracy per round against optimiser steps of several cells at
+    one depth (variants of one model run in folders of their own), with chance marked."""
+    plt = common.plotting()
+    if plt is None:
+        return None
+    fig, (ax_train, ax_test) = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for i, (label, rec) in enumerate(curves):
+        history = rec["history"]
+        per_round = rec["steps"] / max(rec.get("rounds", len(history)), 1)
+        steps = [per_round * (k + 1) for k in range(len(history))]
+        ax_train.plot(steps, [h[0] for h in history], color=f"C{i}", label=label)
+        ax_test.plot(steps, [h[1] for h in history], color=f"C{i}", label=label)
+    chance = 1.0 / 2**depth
+    for ax, title in ((ax_train, "training accuracy"), (ax_test, "test accuracy")):
+        ax.axhline(chance, color="0.5", lw=0.8, ls=":", label=f"chance ({chance:.3f})")
+        ax.set_title(f"Tree-NeighborsMatch r = {depth}: {title}", fontsize=10)
+        ax.set_xlabel("optimiser steps")
+        ax.grid(alpha=0.3)
+    ax_train.set_ylabel("accuracy")
+    common.legend(ax_test, fontsize=8)
+    return common.save_figure(fig, out, command)
+
