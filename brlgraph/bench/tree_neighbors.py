@@ -719,9 +719,7 @@ def plot_tree(records: list[dict[str, Any]], out: Path, command: str,
 
 def read_curve(spec: str, depth: int, seed: int = 0) -> tuple[str, dict[str, Any]]:
     """``LABEL=FILE[:MODEL]`` -> (label, the record of ``MODEL`` (default: the file's
-    first) at ``depth`` and ``seed`` in the JSON-lines file ``FILE``)."""
-    import json
-
+    first) at ``depth`` and ``seed`` in ``FILE``, a sweep's ``tree_neighbors.jsonl``)."""
     label, sep, rest = spec.rpartition("=")  # labels may hold "=" (m = 64), paths rarely do
     if not sep or not label or not rest:
         raise ConfigError(f"curve {spec!r}: give LABEL=FILE[:MODEL]")
@@ -729,16 +727,14 @@ def read_curve(spec: str, depth: int, seed: int = 0) -> tuple[str, dict[str, Any
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"curve {label!r}: {path} is not a file (a tree_neighbors jsonl)")
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise ConfigError(f"{path}: line {n} is not JSON") from None
-        if rec.get("depth") == depth and rec.get("seed") == seed and (not model or rec.get("model") == model):
-            if not rec.get("history"):
-                raise ConfigError(f"{path}: the record of {rec.get('model')} at r = {depth} has no history")
-            return label, rec
-    raise ConfigError(f"{path}: no record{' of ' + model if model else ''} at r = {depth}, seed {seed}")
+    store = common.ResultStore(path, ("model", "depth", "seed"))
+    found = [r for r in store.records() if r["depth"] == depth and r["seed"] == seed
+             and (not model or r["model"] == model)]
+    if not found:
+        raise ConfigError(f"{path}: no record{' of ' + model if model else ''} at r = {depth}, seed {seed}")
+    if not found[0].get("history"):
+        raise ConfigError(f"{path}: the record of {found[0]['model']} at r = {depth} has no history")
+    return label, found[0]
 
 
 def plot_curves(curves: list[tuple[str, dict[str, Any]]], depth: int, out: Path, command: str) -> Path | None:
@@ -763,4 +759,3 @@ def plot_curves(curves: list[tuple[str, dict[str, Any]]], depth: int, out: Path,
     ax_train.set_ylabel("accuracy")
     common.legend(ax_test, fontsize=8)
     return common.save_figure(fig, out, command)
-
