@@ -6,7 +6,8 @@ projections that every module adds alike:
 
     brl              BRL-Attention as dispatched (window w + m reservoir tokens,
                      learnable temperatures and lambda)
-    brl-chunked      the same forced onto the chunked path (impl="chunked")
+    brl-chunked      the same forced onto the chunked path (impl="chunked"; brl-fused
+                     and brl-sdpa likewise)
     local            the same window alone (reservoir weight 0, no reservoir work)
     full             scaled_dot_product_attention
     performer        FAVOR+ with 2 * head_dim random features
@@ -36,8 +37,9 @@ attention beyond --full-max-n) are reported as "not run".
 transformer feeds them, at the module level (``make_attention(name, 128, 4)`` with its
 q/k/v/o projections): forward + backward of ``--batch`` sequences of S tokens, the last
 quarter of the tokens padded in half of the sequences, w = 16, 16 reservoir tokens.
-Backends ``brl`` (the dispatcher's choice), ``brl-chunked`` (the same module forced on
-the chunked path), ``full`` and ``local`` run interleaved in one fresh process per S,
+Backends ``brl`` (the dispatcher's choice: the fused C++ kernel up to 1,024 tokens),
+``brl-sdpa`` and ``brl-chunked`` (the same module forced onto the flash-kernel and the
+chunked path), ``full`` and ``local`` run interleaved in one fresh process per S,
 so that their ratios see the same load; times are process CPU times, minimum over
 --repeats runs. Results go to ``results/attention_modules_cpu.json``.
 
@@ -70,7 +72,9 @@ BACKENDS = ("brl", "brl-chunked", "local", "full", "performer", "linformer", "re
             "local-attention")
 CPU_NS = tuple(2**p for p in range(10, 17))  # 1,024 .. 65,536
 CUDA_NS = tuple(2**p for p in range(10, 19))  # .. 262,144
-MODULE_BACKENDS = ("brl", "brl-chunked", "full", "local")
+MODULE_BACKENDS = ("brl", "brl-sdpa", "brl-chunked", "full", "local")
+# module backends that run the brl module with its operator forced onto one path
+FORCED = {"brl-chunked": "chunked", "brl-sdpa": "sdpa", "brl-fused": "fused"}
 MODULE_SS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 # Sequences per batch beyond 512 tokens: the batch shrinks as S grows, as in the issue
 # that set the targets (1,024 x 16, 2,048 x 8, 4,096 x 4).
@@ -244,7 +248,7 @@ def _module(name: str, dim: int, heads: int, window: int, reservoir: int):
     modules' options)."""
     from brlgraph.nn.attention import make_attention
 
-    if name in ("brl", "brl-chunked"):
+    if name == "brl" or name in FORCED:
         return make_attention("brl", dim, heads, window=window, reservoir_size=reservoir)
     if name == "local":
         return make_attention("local", dim, heads, window=window)
@@ -269,12 +273,12 @@ def module_worker(length: int, args) -> list[dict]:
     mask[: batch // 2, length - length // 4 :] = False
     names = [b.strip() for b in args.backends.split(",") if b.strip()]
     modules = {b: _module(b, dim, heads, 16, 16) for b in names}
-    forced = functools.partial(brl_attention, impl="chunked")
+    forced = {b: functools.partial(brl_attention, impl=i) for b, i in FORCED.items()}
     auto = brl_module.brl_attention
 
     def step(name: str) -> float:
         # brl-chunked: the same module, its operator forced onto the chunked path
-        brl_module.brl_attention = forced if name == "brl-chunked" else auto
+        brl_module.brl_attention = forced.get(name, auto)
         module = modules[name]
         x.grad = None
         module.zero_grad(set_to_none=True)
@@ -292,8 +296,7 @@ def module_worker(length: int, args) -> list[dict]:
     brl_module.brl_attention = auto
     q = torch.empty(batch, heads, length, dim // heads)
     return [dict(backend=name, S=length, batch=batch, fwdbwd_cpu_ms=round(best[name], 2),
-                 impl=(select_impl(q) if name == "brl" else "chunked" if name == "brl-chunked"
-                       else None))
+                 impl=select_impl(q) if name == "brl" else FORCED.get(name))
             for name in names]
 
 

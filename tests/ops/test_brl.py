@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from brlgraph.ops.brl import (
     brl_attention,
+    fused_available,
     naive_brl_attention,
     select_impl,
 )
@@ -15,14 +18,18 @@ from tests.ops.brl.cases import MODES, make_inputs
 
 
 def test_impl_selection():
-    q = torch.zeros(2, 2, 300, 4)
+    # the fused kernel where it is built for the head size (in CI it must build), else sdpa
+    fused = "fused" if os.environ.get("CI") or fused_available() else "sdpa"
+    assert select_impl(torch.zeros(2, 2, 300, 8)) == fused
+    q = torch.zeros(2, 2, 300, 4)  # no fused build for head size 4
     assert select_impl(q) == "sdpa"
     assert select_impl(q, causal=True) == "chunked"
-    assert select_impl(torch.zeros(1, 2, 100_000, 4)) == "chunked"
+    assert select_impl(torch.zeros(2, 2, 300, 8), causal=True) == "chunked"
+    assert select_impl(torch.zeros(1, 2, 100_000, 8)) == "chunked"
     (q, k, v, rq, rk, tw, tr, lam), mask = make_inputs(30, 4, padded=True)
     kw = dict(tau_w=tw, tau_r=tr, lam=lam, window=4, mask=mask)
     auto = brl_attention(q, k, v, rq, rk, **kw)
-    for impl in ("sdpa", "chunked", "naive"):
+    for impl in ("fused", "sdpa", "chunked", "naive"):
         other = brl_attention(q, k, v, rq, rk, impl=impl, **kw)
         torch.testing.assert_close(other[0], auto[0])
         torch.testing.assert_close(other[1], auto[1])
@@ -30,6 +37,8 @@ def test_impl_selection():
         brl_attention(q, k, v, rq, rk, impl="fast", **kw)
     with pytest.raises(ValueError, match="non-causal"):
         brl_attention(q, k, v, rq, rk, impl="sdpa", causal=True, **kw)
+    with pytest.raises(ValueError, match="head size"):
+        brl_attention(q, k, v, rq, rk, impl="fused", causal=True, **kw)
 
 
 def test_bad_arguments():

@@ -2,9 +2,11 @@
 
 ``naive.py`` is the dense reference (builds the n x n matrix P); ``chunked.py`` is the
 linear-memory path for long sequences, causal streaming and other devices;
-``sdpa.py`` is the path for batches of short and medium sequences on the CPU (PyTorch's
-fused flash-attention kernel, bucket by bucket). :func:`brl_attention` dispatches
-between them (:func:`select_impl`).
+``fused.py`` is the path for batches of short and medium sequences on the CPU (a C++
+kernel built on first use); ``sdpa.py`` does the same on PyTorch's fused
+flash-attention kernel, bucket by bucket, where the C++ kernel cannot be built or has
+no build for the head size. :func:`brl_attention` dispatches between them
+(:func:`select_impl`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from brlgraph.ops.brl.chunked import BRLHistory, chunked_brl_attention
+from brlgraph.ops.brl.fused import fused_available, fused_brl_attention, fused_supported
 from brlgraph.ops.brl.naive import brl_attention_matrix, naive_brl_attention
 from brlgraph.ops.brl.sdpa import sdpa_brl_attention, sdpa_supported
 
@@ -20,21 +23,28 @@ __all__ = [
     "brl_attention",
     "brl_attention_matrix",
     "chunked_brl_attention",
+    "fused_available",
+    "fused_brl_attention",
     "naive_brl_attention",
     "sdpa_brl_attention",
     "select_impl",
 ]
 
-IMPLS = ("auto", "sdpa", "chunked", "naive")
-# Longest sequence sent to the sdpa path by impl="auto" (measured, docs/attention.md).
-SDPA_MAX_LEN = 1024
+IMPLS = ("auto", "fused", "sdpa", "chunked", "naive")
+# Longest sequence sent to the fused or sdpa path by impl="auto" (measured,
+# docs/attention.md).
+SHORT_MAX_LEN = 1024
 
 
 def select_impl(q: Tensor, *, causal: bool = False, hist: BRLHistory | None = None) -> str:
-    """The implementation ``impl="auto"`` runs: ``"sdpa"`` for non-causal sequences of
-    at most :data:`SDPA_MAX_LEN` tokens on the CPU, else ``"chunked"``."""
-    if sdpa_supported(q, causal=causal, hist=hist) and q.shape[-2] <= SDPA_MAX_LEN:
-        return "sdpa"
+    """The implementation ``impl="auto"`` runs: for non-causal sequences of at most
+    :data:`SHORT_MAX_LEN` tokens on the CPU ``"fused"`` (head sizes 8, 16, 32, 64, when
+    the C++ kernel builds) or else ``"sdpa"``; ``"chunked"`` for everything else."""
+    if q.shape[-2] <= SHORT_MAX_LEN:
+        if fused_supported(q, causal=causal, hist=hist) and fused_available():
+            return "fused"
+        if sdpa_supported(q, causal=causal, hist=hist):
+            return "sdpa"
     return "chunked"
 
 
@@ -76,9 +86,9 @@ def brl_attention(
             padded queries are zero.
         hist: causal streaming state from the previous segment (see
             :class:`BRLHistory`); ``None`` at the start of a stream.
-        impl: ``"auto"`` (:func:`select_impl`), ``"sdpa"`` (CPU flash kernel; non-causal
-            only), ``"chunked"`` (linear memory, every case) or ``"naive"`` (dense
-            reference, no ``hist``).
+        impl: ``"auto"`` (:func:`select_impl`), ``"fused"`` (C++ CPU kernel; non-causal
+            only), ``"sdpa"`` (CPU flash kernel; non-causal only), ``"chunked"`` (linear
+            memory, every case) or ``"naive"`` (dense reference, no ``hist``).
 
     Returns:
         ``y`` [B, H, N, Dh]; ``u`` [B, H, M, Dh] the written reservoir values
@@ -103,6 +113,12 @@ def brl_attention(
         if hist is not None:
             raise ValueError("the naive reference has no streaming history; use impl='chunked'")
         return naive_brl_attention(q, k, v, rq, rk, **kwargs)
+    if impl == "fused":
+        if not fused_supported(q, causal=causal, hist=hist):
+            raise ValueError("impl='fused' needs non-causal attention on a CPU tensor with a "
+                             "head size of 8, 16, 32 or 64; use impl='sdpa' or 'chunked'")
+        del kwargs["causal"], kwargs["block_size"]
+        return fused_brl_attention(q, k, v, rq, rk, **kwargs)
     if impl == "sdpa":
         if not sdpa_supported(q, causal=causal, hist=hist):
             raise ValueError("impl='sdpa' needs non-causal attention on a CPU tensor (and a "

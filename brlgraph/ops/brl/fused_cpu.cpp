@@ -1,0 +1,587 @@
+// Fused non-causal BRL-Attention for the CPU: window, write hop and read hop of one
+// (sequence, head) in one pass over its tokens. Built on first use by
+// brlgraph/ops/brl/fused.py (torch.utils.cpp_extension); the reference is naive.py.
+//
+// Layout: q, k, v, dy [B, H, N, D] with the last axis contiguous (any strides otherwise);
+// rqw, rkr [B, H, M, D] (stride 0 on B allowed); lam [H]; kvalid [B, N] uint8 or empty.
+// Scores are scale * q . k with scale = D^-1/2; temperatures are folded into rqw, rkr.
+//
+// Forward per (b, h):
+//   write hop  u_c   = softmax_j(rqw_c . k_j) v          over valid keys        (pw)
+//   window     yl_i  = softmax_j(q_i . k_j) v            over window and valid  (pl)
+//   read hop   yg_i  = softmax_c(q_i . rkr_c) u                                 (pr)
+//   y_i = (1 - lam) yl_i + lam yg_i, zero at padded queries.
+// The probabilities are kept for the backward: per query its window row (at most
+// 2w + 1 keys, 3w in block mode) and its m reservoir weights, per reservoir token its
+// row over the n keys, so memory stays O(n (w + m)). The backward of a softmax row
+// needs only its probabilities: with e_j = g . v_j, g . y_row = sum_j p_j e_j.
+//
+// Speed: rows are processed in tiles of kTile queries (or reservoir tokens) that
+// share one run of keys (the union of their windows). Three primitives do all the
+// arithmetic, each with its sums in registers: tile_scores (a tile of rows against a
+// run of keys, the keys transposed per (b, h) into a zero-padded buffer, so the
+// products are vectorised over keys), tile_gather (weighted sums of rows, one per
+// tile row) and tile_scatter (each key row receives the weighted sum of the tile's
+// rows: one read-modify-write per key and tile). The head size D is a template
+// parameter (8, 16, 32, 64); exponentials go through a polynomial exp that the
+// compiler vectorises (float).
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace {
+
+template <typename T>
+constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+
+// rows per tile
+constexpr int kTile = 4;
+
+// 512-bit vectors through GCC/Clang vector extensions (split by the compiler where the
+// CPU has narrower ones)
+template <typename T>
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct Vec<double> {
+  typedef double type __attribute__((vector_size(64)));
+};
+template <typename T>
+using vec_t = typename Vec<T>::type;
+template <typename T>
+constexpr int64_t kLanes = 64 / sizeof(T);
+
+template <typename T>
+inline vec_t<T> vload(const T* p) {
+  vec_t<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// keys a score block spans: four vectors
+template <typename T>
+constexpr int64_t kBlock = 4 * kLanes<T>;
+
+// out[q * ldo + l] = scale * x[q] . Xt[:, l] for l < NV lanes-wide vectors
+template <typename T, int D, int NV>
+inline void score_block(T* __restrict out, int64_t ldo, const T* const* x,
+                        const T* __restrict Xt, int64_t ldx, T scale) {
+  constexpr int64_t L = kLanes<T>;
+  vec_t<T> a[kTile][NV] = {};
+  for (int d = 0; d < D; ++d) {
+    vec_t<T> kv[NV];
+    for (int v = 0; v < NV; ++v) kv[v] = vload(Xt + d * ldx + v * L);
+    for (int q = 0; q < kTile; ++q) {
+      const T xq = x[q][d];
+      for (int v = 0; v < NV; ++v) a[q][v] += xq * kv[v];
+    }
+  }
+  for (int q = 0; q < kTile; ++q)
+    for (int v = 0; v < NV; ++v) {
+      const vec_t<T> r = a[q][v] * scale;
+      std::memcpy(out + q * ldo + v * L, &r, sizeof r);
+    }
+}
+
+// Scores of the kTile rows x[q] against keys [0, n) of Xt (head-dimension major, row
+// length ldx, readable and zero past n up to a whole vector): out[q * ldo + j], with
+// ldo >= n rounded up to a whole vector.
+template <typename T, int D>
+inline void tile_scores(T* __restrict out, int64_t ldo, const T* const* x,
+                        const T* __restrict Xt, int64_t ldx, int64_t n, T scale) {
+  constexpr int64_t L = kLanes<T>;
+  for (int64_t j0 = 0; j0 < n; j0 += kBlock<T>) {
+    switch (std::min<int64_t>(4, (n - j0 + L - 1) / L)) {
+      case 1: score_block<T, D, 1>(out + j0, ldo, x, Xt + j0, ldx, scale); break;
+      case 2: score_block<T, D, 2>(out + j0, ldo, x, Xt + j0, ldx, scale); break;
+      case 3: score_block<T, D, 3>(out + j0, ldo, x, Xt + j0, ldx, scale); break;
+      default: score_block<T, D, 4>(out + j0, ldo, x, Xt + j0, ldx, scale);
+    }
+  }
+}
+
+// acc[q] += sum_{j < n} P[q * ldp + j] rows[j * stride]
+template <typename T, int D>
+inline void tile_gather(T (&acc)[kTile][D], const T* __restrict P, int64_t ldp,
+                        const T* __restrict rows, int64_t stride, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const T* r = rows + j * stride;
+    for (int q = 0; q < kTile; ++q) {
+      const T c = P[q * ldp + j];
+#pragma omp simd
+      for (int d = 0; d < D; ++d) acc[q][d] += c * r[d];
+    }
+  }
+}
+
+// rows[j * stride] += sum_q C[q * ldc + j] x[q] for j < n
+template <typename T, int D>
+inline void tile_scatter(T* __restrict rows, int64_t stride, const T* __restrict C, int64_t ldc,
+                         const T (&x)[kTile][D], int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    T t[D] = {};
+    for (int q = 0; q < kTile; ++q) {
+      const T c = C[q * ldc + j];
+#pragma omp simd
+      for (int d = 0; d < D; ++d) t[d] += c * x[q][d];
+    }
+    T* r = rows + j * stride;
+#pragma omp simd
+    for (int d = 0; d < D; ++d) r[d] += t[d];
+  }
+}
+
+template <typename T, int D>
+inline void load_rows(T (&x)[kTile][D], const T* const* rows) {
+  for (int q = 0; q < kTile; ++q) std::copy(rows[q], rows[q] + D, x[q]);
+}
+
+// exp(x) for x <= 0 (x = score - row max): 2^t = 2^floor(t) * p(t - floor(t)), p a
+// degree-6 polynomial of 2^f on [0, 1) (relative error about 2e-7).
+inline float exp_neg(float x) {
+  const float t = std::max(x, -87.0f) * 1.44269504088896341f;
+  const float fl = std::floor(t);
+  const float f = t - fl;
+  float p = 1.535336188319500e-4f;
+  p = p * f + 1.339887440266574e-3f;
+  p = p * f + 9.618437357674640e-3f;
+  p = p * f + 5.550332471162809e-2f;
+  p = p * f + 2.402264791363012e-1f;
+  p = p * f + 6.931472028550421e-1f;
+  p = p * f + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(fl) + 127) << 23;
+  float two;
+  std::memcpy(&two, &bits, sizeof two);
+  return p * two;
+}
+inline double exp_neg(double x) { return std::exp(x); }
+
+// Softmax of s[0, n) in place; entries whose bias is -inf get 0. A row with nothing
+// allowed stays 0.
+template <typename T>
+inline void softmax(T* __restrict s, const T* __restrict bias, int64_t n) {
+  if (bias) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) s[j] += bias[j];
+  }
+  T mx = kNegInf<T>;
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
+  if (mx == kNegInf<T>) {
+    std::fill(s, s + n, T(0));
+    return;
+  }
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    // exp_neg clamps its argument, so excluded entries are zeroed explicitly
+    const T e = exp_neg(s[j] - mx);
+    const T p = s[j] == kNegInf<T> ? T(0) : e;
+    s[j] = p;
+    sum += p;
+  }
+  const T inv = T(1) / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+}
+
+template <typename T>
+inline T row_dot(const T* __restrict a, const T* __restrict b, int64_t n) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+
+template <typename T>
+struct View {  // [B, H, N, D] with the last axis contiguous; empty: no reservoir
+  T* p = nullptr;
+  int64_t sb = 0, sh = 0, sn = 0;
+  explicit View(const at::Tensor& t) {
+    if (t.dim() == 4 && t.numel()) {
+      p = t.data_ptr<T>();
+      sb = t.stride(0);
+      sh = t.stride(1);
+      sn = t.stride(2);
+    }
+  }
+  inline T* at(int64_t b, int64_t h, int64_t i) const { return p + b * sb + h * sh + i * sn; }
+};
+
+// Transposed copy of rows [0, n) of (b, h): out[d * ld + j] = x[b, h, j, d]; the padding
+// out[d * ld + j], n <= j < ld, stays as allocated (zero).
+template <typename T, int D>
+inline void transpose(T* __restrict out, const View<T>& x, int64_t b, int64_t h, int64_t n,
+                      int64_t ld) {
+  // blocks of 64 rows, head dimension outer: the rows stay in L1, the writes run along
+  // the output rows
+  const T* base = x.at(b, h, 0);
+  for (int64_t j0 = 0; j0 < n; j0 += 64) {
+    const int64_t j1 = std::min<int64_t>(n, j0 + 64);
+    for (int d = 0; d < D; ++d) {
+      T* o = out + d * ld;
+      for (int64_t j = j0; j < j1; ++j) o[j] = base[j * x.sn + d];
+    }
+  }
+}
+
+struct Window {
+  int64_t w;
+  bool block;
+  int64_t width() const { return block ? 3 * w : 2 * w + 1; }
+  // the keys [lo, hi) in the window of query i of n
+  void range(int64_t i, int64_t n, int64_t& lo, int64_t& hi) const {
+    if (block) {
+      const int64_t blk = i / w;
+      lo = (blk - 1) * w;
+      hi = (blk + 2) * w;
+    } else {
+      lo = i - w;
+      hi = i + w + 1;
+    }
+    lo = std::max<int64_t>(lo, 0);
+    hi = std::min(hi, n);
+  }
+};
+
+struct Inputs {  // what the forward and the backward both read
+  at::Tensor q, k, v, rqw, rkr, lam;
+  const uint8_t* valid;
+  Window win;
+  int64_t B, H, N, M;
+  bool res;
+};
+
+// One (b, h)'s buffers: keys (forward) or values (backward) and the reservoir keys or
+// values, transposed and zero-padded, the key bias, and a tile of scores.
+template <typename T, int D>
+struct Scratch {
+  int64_t ldn, ldm;
+  std::vector<T> xt, rt, bias, s, p;
+  Scratch(int64_t N, int64_t M)
+      : ldn((N + 2 * kBlock<T>) / kLanes<T> * kLanes<T>),
+        ldm((M + 2 * kBlock<T>) / kLanes<T> * kLanes<T>),
+        xt(D * ldn, T(0)), rt(D * ldm, T(0)), bias(N), s(kTile * ldn), p(kTile * ldn) {}
+};
+
+template <typename T, int D>
+void forward_kernel(const Inputs& in, const at::Tensor& y, const at::Tensor& u,
+                    const at::Tensor& pl, const at::Tensor& pr, const at::Tensor& pw) {
+  const int64_t H = in.H, N = in.N, M = in.M, W = in.win.width();
+  const T scale = T(1) / std::sqrt(T(D));
+  const View<T> Q(in.q), K(in.k), V(in.v), RQ(in.rqw), RK(in.rkr), Y(y), U(u);
+  const T* L = in.res ? in.lam.data_ptr<T>() : nullptr;
+  T* PL = pl.data_ptr<T>();
+  T* PR = pr.data_ptr<T>();
+  T* PW = pw.data_ptr<T>();
+  at::parallel_for(0, in.B * H, 1, [&](int64_t begin, int64_t end) {
+    Scratch<T, D> w(N, M);
+    const int64_t ld = w.ldn;
+    T* S = w.s.data();
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const uint8_t* ok = in.valid ? in.valid + b * N : nullptr;
+      if (ok) {
+        for (int64_t j = 0; j < N; ++j) w.bias[j] = ok[j] ? T(0) : kNegInf<T>;
+      }
+      const T* kb = ok ? w.bias.data() : nullptr;
+      transpose<T, D>(w.xt.data(), K, b, h, N, ld);
+      // write hop, kTile reservoir tokens at a time: u_c = sum_j pw[c, j] v_j
+      for (int64_t c0 = 0; c0 < M; c0 += kTile) {
+        const int64_t nc = std::min<int64_t>(kTile, M - c0);
+        const T* x[kTile];
+        for (int q = 0; q < kTile; ++q) x[q] = RQ.at(b, h, c0 + std::min<int64_t>(q, nc - 1));
+        tile_scores<T, D>(S, ld, x, w.xt.data(), ld, N, scale);
+        for (int q = 0; q < kTile; ++q) {
+          T* row = S + q * ld;
+          if (q < nc) {
+            softmax(row, kb, N);
+            std::copy(row, row + N, PW + (bh * M + c0 + q) * N);
+          } else {
+            std::fill(row, row + N, T(0));
+          }
+        }
+        T acc[kTile][D] = {};
+        tile_gather<T, D>(acc, S, ld, V.at(b, h, 0), V.sn, N);
+        for (int q = 0; q < nc; ++q) std::copy(acc[q], acc[q] + D, U.at(b, h, c0 + q));
+      }
+      const T la = in.res ? L[h] : T(0);
+      if (in.res) transpose<T, D>(w.rt.data(), RK, b, h, M, w.ldm);
+      // window and read hop, kTile queries at a time over the union of their windows
+      for (int64_t i0 = 0; i0 < N; i0 += kTile) {
+        const int64_t nq = std::min<int64_t>(kTile, N - i0);
+        int64_t lo, hi, lo_q, hi_q;
+        in.win.range(i0, N, lo, hi_q);
+        in.win.range(i0 + nq - 1, N, lo_q, hi);
+        const int64_t n = hi - lo;
+        const T* x[kTile];
+        for (int q = 0; q < kTile; ++q) x[q] = Q.at(b, h, i0 + std::min<int64_t>(q, nq - 1));
+        tile_scores<T, D>(S, ld, x, w.xt.data() + lo, ld, n, scale);
+        bool live[kTile];
+        for (int q = 0; q < kTile; ++q) {
+          T* row = S + q * ld;
+          live[q] = q < nq && !(ok && !ok[i0 + q]);
+          if (!live[q]) {
+            std::fill(row, row + n, T(0));
+            if (q < nq) std::fill(PL + (bh * N + i0 + q) * W, PL + (bh * N + i0 + q + 1) * W, T(0));
+            continue;
+          }
+          in.win.range(i0 + q, N, lo_q, hi_q);
+          const int64_t off = lo_q - lo, nn = hi_q - lo_q;
+          softmax(row + off, kb ? kb + lo_q : nullptr, nn);
+          std::fill(row, row + off, T(0));
+          std::fill(row + off + nn, row + n, T(0));
+          T* p = PL + (bh * N + i0 + q) * W;
+          std::copy(row + off, row + off + nn, p);
+          std::fill(p + nn, p + W, T(0));
+        }
+        T loc[kTile][D] = {};
+        tile_gather<T, D>(loc, S, ld, V.at(b, h, lo), V.sn, n);
+        if (in.res) {
+          tile_scores<T, D>(S, ld, x, w.rt.data(), w.ldm, M, scale);
+          for (int q = 0; q < kTile; ++q) {
+            T* row = S + q * ld;
+            if (live[q]) {
+              softmax(row, static_cast<const T*>(nullptr), M);
+            } else {
+              std::fill(row, row + M, T(0));
+            }
+            if (q < nq) std::copy(row, row + M, PR + (bh * N + i0 + q) * M);
+          }
+          T glob[kTile][D] = {};
+          tile_gather<T, D>(glob, S, ld, U.at(b, h, 0), U.sn, M);
+          for (int q = 0; q < nq; ++q) {
+            T* yi = Y.at(b, h, i0 + q);
+#pragma omp simd
+            for (int d = 0; d < D; ++d) yi[d] = (T(1) - la) * loc[q][d] + la * glob[q][d];
+          }
+        } else {
+          for (int q = 0; q < nq; ++q) std::copy(loc[q], loc[q] + D, Y.at(b, h, i0 + q));
+        }
+      }
+    }
+  });
+}
+
+template <typename T, int D>
+void backward_kernel(const Inputs& in, const at::Tensor& dy, const at::Tensor& u,
+                     const at::Tensor& pl, const at::Tensor& pr, const at::Tensor& pw,
+                     const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv,
+                     const at::Tensor& drqw, const at::Tensor& drkr, const at::Tensor& dlam,
+                     const at::Tensor& du) {
+  const int64_t H = in.H, N = in.N, M = in.M, W = in.win.width();
+  const T scale = T(1) / std::sqrt(T(D));
+  const View<T> Q(in.q), K(in.k), V(in.v), RQ(in.rqw), RK(in.rkr), G(dy), U(u), DQ(dq), DK(dk),
+      DV(dv), DRQ(drqw), DRK(drkr), DU(du);
+  const T* L = in.res ? in.lam.data_ptr<T>() : nullptr;
+  const T* PL = pl.data_ptr<T>();
+  const T* PR = pr.data_ptr<T>();
+  const T* PW = pw.data_ptr<T>();
+  T* DL = dlam.data_ptr<T>();
+  at::parallel_for(0, in.B * H, 1, [&](int64_t begin, int64_t end) {
+    Scratch<T, D> w(N, M);
+    const int64_t ld = w.ldn;
+    T* E = w.s.data();  // e[q, j] = g_q . v_j, then ds
+    T* P = w.p.data();  // probabilities of the tile over its run of keys
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const uint8_t* ok = in.valid ? in.valid + b * N : nullptr;
+      const T la = in.res ? L[h] : T(0);
+      transpose<T, D>(w.xt.data(), V, b, h, N, ld);
+      if (in.res) transpose<T, D>(w.rt.data(), U, b, h, M, w.ldm);
+      T dla = 0;
+      for (int64_t i0 = 0; i0 < N; i0 += kTile) {
+        const int64_t nq = std::min<int64_t>(kTile, N - i0);
+        int64_t lo, hi, lo_q, hi_q;
+        in.win.range(i0, N, lo, hi_q);
+        in.win.range(i0 + nq - 1, N, lo_q, hi);
+        const int64_t n = hi - lo;
+        const T *xq[kTile], *xg[kTile];
+        for (int q = 0; q < kTile; ++q) {
+          xq[q] = Q.at(b, h, i0 + std::min<int64_t>(q, nq - 1));
+          xg[q] = G.at(b, h, i0 + std::min<int64_t>(q, nq - 1));
+        }
+        T qr[kTile][D], gr[kTile][D];
+        load_rows<T, D>(qr, xq);
+        load_rows<T, D>(gr, xg);
+        // window: ds_j = (1 - lam) scale p_j (e_j - g . y_loc), g . y_loc = sum_j p_j e_j
+        tile_scores<T, D>(E, ld, xg, w.xt.data() + lo, ld, n, T(1));
+        T gy[kTile] = {};
+        for (int q = 0; q < kTile; ++q) {
+          T* prow = P + q * ld;
+          T* erow = E + q * ld;
+          std::fill(prow, prow + n, T(0));
+          if (q < nq) {
+            in.win.range(i0 + q, N, lo_q, hi_q);
+            std::copy(PL + (bh * N + i0 + q) * W, PL + (bh * N + i0 + q) * W + hi_q - lo_q,
+                      prow + lo_q - lo);
+          }
+          gy[q] = row_dot(prow, erow, n);
+          const T f = (T(1) - la) * scale;
+#pragma omp simd
+          for (int64_t j = 0; j < n; ++j) erow[j] = f * prow[j] * (erow[j] - gy[q]);
+        }
+        T acc[kTile][D] = {};
+        tile_gather<T, D>(acc, E, ld, K.at(b, h, lo), K.sn, n);
+        tile_scatter<T, D>(DK.at(b, h, lo), DK.sn, E, ld, qr, n);
+        for (int q = 0; q < kTile; ++q) {
+#pragma omp simd
+          for (int64_t j = 0; j < n; ++j) P[q * ld + j] *= T(1) - la;
+        }
+        tile_scatter<T, D>(DV.at(b, h, lo), DV.sn, P, ld, gr, n);
+        if (in.res) {
+          // read hop: the same over the reservoir keys rkr and values u; the gradient of
+          // lambda is g . (y_glob - y_loc)
+          tile_scores<T, D>(E, ld, xg, w.rt.data(), w.ldm, M, T(1));
+          for (int q = 0; q < kTile; ++q) {
+            T* prow = P + q * ld;
+            T* erow = E + q * ld;
+            if (q < nq) {
+              std::copy(PR + (bh * N + i0 + q) * M, PR + (bh * N + i0 + q + 1) * M, prow);
+            } else {
+              std::fill(prow, prow + M, T(0));
+            }
+            const T gg = row_dot(prow, erow, M);
+            if (q < nq && !(ok && !ok[i0 + q])) dla += gg - gy[q];
+            const T f = la * scale;
+#pragma omp simd
+            for (int64_t c = 0; c < M; ++c) erow[c] = f * prow[c] * (erow[c] - gg);
+#pragma omp simd
+            for (int64_t c = 0; c < M; ++c) prow[c] *= la;
+          }
+          tile_gather<T, D>(acc, E, ld, RK.at(b, h, 0), RK.sn, M);
+          tile_scatter<T, D>(DRK.at(b, h, 0), DRK.sn, E, ld, qr, M);
+          tile_scatter<T, D>(DU.at(b, h, 0), DU.sn, P, ld, gr, M);
+        }
+        for (int q = 0; q < nq; ++q) std::copy(acc[q], acc[q] + D, DQ.at(b, h, i0 + q));
+      }
+      if (in.res) DL[bh] = dla;
+      // write hop, kTile reservoir tokens at a time, with the gradient du gathered above
+      for (int64_t c0 = 0; c0 < M; c0 += kTile) {
+        const int64_t nc = std::min<int64_t>(kTile, M - c0);
+        const T *xr[kTile], *xu[kTile];
+        for (int q = 0; q < kTile; ++q) {
+          xr[q] = RQ.at(b, h, c0 + std::min<int64_t>(q, nc - 1));
+          xu[q] = DU.at(b, h, c0 + std::min<int64_t>(q, nc - 1));
+        }
+        T rr[kTile][D], ur[kTile][D];
+        load_rows<T, D>(rr, xr);
+        load_rows<T, D>(ur, xu);
+        tile_scores<T, D>(E, ld, xu, w.xt.data(), ld, N, T(1));
+        for (int q = 0; q < kTile; ++q) {
+          T* prow = P + q * ld;
+          T* erow = E + q * ld;
+          if (q < nc) {
+            std::copy(PW + (bh * M + c0 + q) * N, PW + (bh * M + c0 + q + 1) * N, prow);
+          } else {
+            std::fill(prow, prow + N, T(0));
+          }
+          const T gu = row_dot(prow, erow, N);
+#pragma omp simd
+          for (int64_t j = 0; j < N; ++j) erow[j] = scale * prow[j] * (erow[j] - gu);
+        }
+        T acc[kTile][D] = {};
+        tile_gather<T, D>(acc, E, ld, K.at(b, h, 0), K.sn, N);
+        tile_scatter<T, D>(DK.at(b, h, 0), DK.sn, E, ld, rr, N);
+        tile_scatter<T, D>(DV.at(b, h, 0), DV.sn, P, ld, ur, N);
+        for (int q = 0; q < nc; ++q) std::copy(acc[q], acc[q] + D, DRQ.at(b, h, c0 + q));
+      }
+    }
+  });
+}
+
+void check(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 4 && t.stride(3) == 1, "brl fused kernel: ", name,
+              " must be [B, H, N, D] with a contiguous last axis");
+}
+
+// Calls fn.template operator()<T, D>() for the dtype and head size of q.
+template <typename F>
+void dispatch(const at::Tensor& q, F&& fn) {
+  const int64_t D = q.size(3);
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "brl_fused", [&] {
+    switch (D) {
+      case 8: fn.template operator()<scalar_t, 8>(); break;
+      case 16: fn.template operator()<scalar_t, 16>(); break;
+      case 32: fn.template operator()<scalar_t, 32>(); break;
+      case 64: fn.template operator()<scalar_t, 64>(); break;
+      default: TORCH_CHECK(false, "brl fused kernel: head size ", D, " is not 8, 16, 32 or 64");
+    }
+  });
+}
+
+Inputs inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+              const at::Tensor& rqw, const at::Tensor& rkr, const at::Tensor& lam,
+              const at::Tensor& kvalid, int64_t window, bool block) {
+  check(q, "q");
+  check(k, "k");
+  check(v, "v");
+  const bool res = rqw.numel() > 0;
+  if (res) {
+    check(rqw, "rqw");
+    check(rkr, "rkr");
+  }
+  return Inputs{q, k, v, rqw, rkr, lam, kvalid.numel() ? kvalid.data_ptr<uint8_t>() : nullptr,
+                Window{window, block}, q.size(0), q.size(1), q.size(2),
+                res ? rqw.size(2) : 0, res};
+}
+
+}  // namespace
+
+// Returns y [B, H, N, D] (memory [B, N, H, D]), u [B, H, M, D] and, for the backward,
+// pl [B, H, N, width], pr [B, H, N, M], pw [B, H, M, N].
+// M = 0 (empty rqw) is local attention alone (pr, pw are empty).
+std::vector<at::Tensor> brl_fused_forward(const at::Tensor& q, const at::Tensor& k,
+                                          const at::Tensor& v, const at::Tensor& rqw,
+                                          const at::Tensor& rkr, const at::Tensor& lam,
+                                          const at::Tensor& kvalid, int64_t window,
+                                          bool block) {
+  const Inputs in = inputs(q, k, v, rqw, rkr, lam, kvalid, window, block);
+  const int64_t B = in.B, H = in.H, N = in.N, M = in.M, D = q.size(3);
+  auto opts = q.options();
+  at::Tensor y = at::empty({B, N, H, D}, opts).transpose(1, 2);
+  at::Tensor u = at::empty({B, H, M, D}, opts);
+  at::Tensor pl = at::empty({B, H, N, in.win.width()}, opts);
+  at::Tensor pr = at::empty({B, H, N, M}, opts);
+  at::Tensor pw = at::empty({B, H, M, N}, opts);
+  dispatch(q, [&]<typename T, int DC>() { forward_kernel<T, DC>(in, y, u, pl, pr, pw); });
+  return {y, u, pl, pr, pw};
+}
+
+// Gradients dq, dk, dv [B, H, N, D], drqw, drkr [B, H, M, D], dlam [B, H].
+// du_in is the gradient reaching u from outside (empty: none).
+std::vector<at::Tensor> brl_fused_backward(
+    const at::Tensor& dy, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& rqw, const at::Tensor& rkr, const at::Tensor& lam,
+    const at::Tensor& kvalid, const at::Tensor& u, const at::Tensor& pl, const at::Tensor& pr, const at::Tensor& pw, const at::Tensor& du_in,
+    int64_t window, bool block) {
+  check(dy, "dy");
+  const Inputs in = inputs(q, k, v, rqw, rkr, lam, kvalid, window, block);
+  const int64_t B = in.B, H = in.H, N = in.N, M = in.M, D = q.size(3);
+  auto opts = q.options();
+  at::Tensor dq = at::empty({B, N, H, D}, opts).transpose(1, 2);
+  at::Tensor dk = at::zeros({B, N, H, D}, opts).transpose(1, 2);
+  at::Tensor dv = at::zeros({B, N, H, D}, opts).transpose(1, 2);
+  at::Tensor drqw = at::empty({B, H, M, D}, opts);
+  at::Tensor drkr = at::zeros({B, H, M, D}, opts);
+  at::Tensor dlam = at::zeros({B, H}, opts);
+  at::Tensor du = du_in.numel() ? du_in.contiguous().clone() : at::zeros({B, H, M, D}, opts);
+  dispatch(q, [&]<typename T, int DC>() {
+    backward_kernel<T, DC>(in, dy, u, pl, pr, pw, dq, dk, dv, drqw, drkr, dlam, du);
+  });
+  return {dq, dk, dv, drqw, drkr, dlam};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &brl_fused_forward, "fused BRL-Attention forward (CPU)");
+  m.def("backward", &brl_fused_backward, "fused BRL-Attention backward (CPU)");
+}
