@@ -81,13 +81,19 @@ def load_extension():
         _EXT = cpp_extension.load(name="brlgraph_fused_cpu", sources=[str(_SOURCE)],
                                   extra_cflags=_FLAGS, build_directory=str(folder), verbose=False)
     except Exception as exc:  # compiler, ninja or headers missing: the sdpa path remains
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        why = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else repr(exc))
-        _ERROR = (f"brlgraph's fused CPU kernel could not be built ({type(exc).__name__}: {why}); "
+        _ERROR = (f"brlgraph's fused CPU kernel could not be built ({build_error(exc)}); "
                   "BRL-Attention uses the slower sdpa path. Install a C++ compiler and ninja "
                   "(pip install ninja) to get it")
         raise RuntimeError(_ERROR) from exc
     return _EXT
+
+
+def build_error(exc: BaseException) -> str:
+    """The line of a failed build that says why: the compiler's first ``error:`` line,
+    else the exception's last line (a missing compiler or ninja)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    why = next((ln for ln in lines if "error:" in ln), lines[-1] if lines else repr(exc))
+    return f"{type(exc).__name__}: {why[:300]}"
 
 
 def fused_available() -> bool:

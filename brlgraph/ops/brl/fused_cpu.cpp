@@ -145,34 +145,33 @@ inline void load_rows(T (&x)[kTile][D], const T* const* rows) {
   for (int q = 0; q < kTile; ++q) std::copy(rows[q], rows[q] + D, x[q]);
 }
 
-// exp(x) for x <= 0 (x = score - row max): 2^t = 2^floor(t) * p(t - floor(t)), p a
-// degree-6 polynomial of 2^f on [0, 1) (relative error about 2e-7).
-inline float exp_neg(float x) {
-  const float t = std::max(x, -87.0f) * 1.44269504088896341f;
-  const float fl = std::floor(t);
-  const float f = t - fl;
-  float p = 1.535336188319500e-4f;
-  p = p * f + 1.339887440266574e-3f;
+
+// exp(x) of a vector of x <= 0 (x = score - row max): 2^t = 2^floor(t) p(t - floor(t)),
+// p a degree-6 polynomial of 2^f on [0, 1) (relative error about 2e-7); x is clamped at -87
+inline vec_t<float> vexp_neg(vec_t<float> x) {
+  typedef int32_t vint __attribute__((vector_size(64)));
+  const vec_t<float> lo = vec_t<float>{} - 87.0f;
+  x = x < lo ? lo : x;
+  const vec_t<float> t = x * 1.44269504088896341f;
+  vint i = __builtin_convertvector(t, vint);  // toward zero; floor for t < 0:
+  i += (__builtin_convertvector(i, vec_t<float>) > t);  // a true lane is -1
+  const vec_t<float> f = t - __builtin_convertvector(i, vec_t<float>);
+  vec_t<float> p = f * 1.535336188319500e-4f + 1.339887440266574e-3f;
   p = p * f + 9.618437357674640e-3f;
   p = p * f + 5.550332471162809e-2f;
   p = p * f + 2.402264791363012e-1f;
   p = p * f + 6.931472028550421e-1f;
   p = p * f + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(fl) + 127) << 23;
-  float two;
+  const vint bits = (i + 127) << 23;
+  vec_t<float> two;
   std::memcpy(&two, &bits, sizeof two);
   return p * two;
 }
-inline double exp_neg(double x) { return std::exp(x); }
 
-// Softmax of s[0, n) in place; entries whose bias is -inf get 0. A row with nothing
-// allowed stays 0.
+// Softmax in place of s[0, n), n a whole number of vectors, excluded entries -inf
+// (they get 0). A row with nothing allowed becomes 0.
 template <typename T>
-inline void softmax(T* __restrict s, const T* __restrict bias, int64_t n) {
-  if (bias) {
-#pragma omp simd
-    for (int64_t j = 0; j < n; ++j) s[j] += bias[j];
-  }
+inline void softmax(T* __restrict s, int64_t n) {
   T mx = kNegInf<T>;
 #pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
@@ -181,18 +180,48 @@ inline void softmax(T* __restrict s, const T* __restrict bias, int64_t n) {
     return;
   }
   T sum = 0;
-#pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; ++j) {
-    // exp_neg clamps its argument, so excluded entries are zeroed explicitly
-    const T e = exp_neg(s[j] - mx);
-    const T p = s[j] == kNegInf<T> ? T(0) : e;
-    s[j] = p;
-    sum += p;
+    s[j] = s[j] == kNegInf<T> ? T(0) : std::exp(s[j] - mx);
+    sum += s[j];
   }
   const T inv = T(1) / sum;
-#pragma omp simd
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
 }
+
+template <>
+inline void softmax<float>(float* __restrict s, int64_t n) {
+  constexpr int64_t L = kLanes<float>;
+  vec_t<float> m = vload(s);
+  for (int64_t j = L; j < n; j += L) {
+    const vec_t<float> x = vload(s + j);
+    m = x > m ? x : m;
+  }
+  float mx = m[0];
+  for (int64_t l = 1; l < L; ++l) mx = std::max(mx, m[l]);
+  if (mx == kNegInf<float>) {
+    std::fill(s, s + n, 0.0f);
+    return;
+  }
+  // vexp_neg clamps its argument, so excluded entries are zeroed explicitly
+  const vec_t<float> zero = {}, ninf = zero + kNegInf<float>;
+  vec_t<float> acc = zero;
+  for (int64_t j = 0; j < n; j += L) {
+    const vec_t<float> x = vload(s + j);
+    vec_t<float> e = vexp_neg(x - mx);
+    e = x == ninf ? zero : e;
+    acc += e;
+    std::memcpy(s + j, &e, sizeof e);
+  }
+  float sum = 0;
+  for (int64_t l = 0; l < L; ++l) sum += acc[l];
+  const float inv = 1.0f / sum;
+  for (int64_t j = 0; j < n; j += L) {
+    const vec_t<float> e = vload(s + j) * inv;
+    std::memcpy(s + j, &e, sizeof e);
+  }
+}
+
+inline int64_t round_up(int64_t n, int64_t k) { return (n + k - 1) / k * k; }
 
 template <typename T>
 inline T row_dot(const T* __restrict a, const T* __restrict b, int64_t n) {
@@ -237,7 +266,17 @@ inline void transpose(T* __restrict out, const View<T>& x, int64_t b, int64_t h,
 struct Window {
   int64_t w;
   bool block;
-  int64_t width() const { return block ? 3 * w : 2 * w + 1; }
+  // the most keys the windows of a tile of queries span together
+  int64_t run_width(int64_t n) const {
+    int64_t most = 1;
+    for (int64_t i0 = 0; i0 < n; i0 += kTile) {
+      int64_t lo, hi, a, b;
+      range(i0, n, lo, a);
+      range(std::min(n, i0 + kTile) - 1, n, b, hi);
+      most = std::max(most, hi - lo);
+    }
+    return most;
+  }
   // the keys [lo, hi) in the window of query i of n
   void range(int64_t i, int64_t n, int64_t& lo, int64_t& hi) const {
     if (block) {
@@ -262,24 +301,42 @@ struct Inputs {  // what the forward and the backward both read
 };
 
 // One (b, h)'s buffers: keys (forward) or values (backward) and the reservoir keys or
-// values, transposed and zero-padded, the key bias, and a tile of scores.
+// values, transposed and zero-padded, the key bias and a tile of scores.
 template <typename T, int D>
 struct Scratch {
   int64_t ldn, ldm;
-  std::vector<T> xt, rt, bias, s, p;
+  std::vector<T> xt, rt, bias, s;
   Scratch(int64_t N, int64_t M)
-      : ldn((N + 2 * kBlock<T>) / kLanes<T> * kLanes<T>),
-        ldm((M + 2 * kBlock<T>) / kLanes<T> * kLanes<T>),
-        xt(D * ldn, T(0)), rt(D * ldm, T(0)), bias(N), s(kTile * ldn), p(kTile * ldn) {}
+      : ldn(round_up(N, kLanes<T>) + kBlock<T>), ldm(round_up(M, kLanes<T>) + kBlock<T>),
+        xt(D * ldn, T(0)), rt(D * ldm, T(0)), bias(ldn, T(0)), s(kTile * ldn) {}
 };
 
+// Shapes of the saved probabilities: per (b, h), the window rows of each tile over its
+// run of keys (rows padded to a whole tile), the read rows and the write rows.
+struct Saved {
+  int64_t wt, npad, mpad;
+  Saved(const Window& win, int64_t N, int64_t M)
+      : wt(win.run_width(N)), npad(round_up(N, kTile)), mpad(round_up(M, kTile)) {}
+};
+
+// Sets row[j] to -inf for j outside [a, b) and in [b, n), adds the key bias inside.
+template <typename T>
+inline void restrict_row(T* __restrict row, const T* __restrict bias, int64_t a, int64_t b,
+                         int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j)
+    row[j] = (j >= a && j < b) ? row[j] + (bias ? bias[j] : T(0)) : kNegInf<T>;
+}
+
 template <typename T, int D>
-void forward_kernel(const Inputs& in, const at::Tensor& y, const at::Tensor& u,
-                    const at::Tensor& pl, const at::Tensor& pr, const at::Tensor& pw) {
-  const int64_t H = in.H, N = in.N, M = in.M, W = in.win.width();
+void forward_kernel(const Inputs& in, const Saved& sv, const at::Tensor& y,
+                    const at::Tensor& u, const at::Tensor& pl, const at::Tensor& pr,
+                    const at::Tensor& pw) {
+  const int64_t H = in.H, N = in.N, M = in.M, Wt = sv.wt;
+  constexpr int64_t L = kLanes<T>;
   const T scale = T(1) / std::sqrt(T(D));
   const View<T> Q(in.q), K(in.k), V(in.v), RQ(in.rqw), RK(in.rkr), Y(y), U(u);
-  const T* L = in.res ? in.lam.data_ptr<T>() : nullptr;
+  const T* Lam = in.res ? in.lam.data_ptr<T>() : nullptr;
   T* PL = pl.data_ptr<T>();
   T* PR = pr.data_ptr<T>();
   T* PW = pw.data_ptr<T>();
@@ -296,7 +353,8 @@ void forward_kernel(const Inputs& in, const at::Tensor& y, const at::Tensor& u,
       const T* kb = ok ? w.bias.data() : nullptr;
       transpose<T, D>(w.xt.data(), K, b, h, N, ld);
       // write hop, kTile reservoir tokens at a time: u_c = sum_j pw[c, j] v_j
-      for (int64_t c0 = 0; c0 < M; c0 += kTile) {
+      const int64_t nr = round_up(N, L);
+      for (int64_t c0 = 0; c0 < sv.mpad; c0 += kTile) {
         const int64_t nc = std::min<int64_t>(kTile, M - c0);
         const T* x[kTile];
         for (int q = 0; q < kTile; ++q) x[q] = RQ.at(b, h, c0 + std::min<int64_t>(q, nc - 1));
@@ -304,17 +362,18 @@ void forward_kernel(const Inputs& in, const at::Tensor& y, const at::Tensor& u,
         for (int q = 0; q < kTile; ++q) {
           T* row = S + q * ld;
           if (q < nc) {
-            softmax(row, kb, N);
-            std::copy(row, row + N, PW + (bh * M + c0 + q) * N);
+            restrict_row(row, kb, 0, N, nr);
+            softmax(row, nr);
           } else {
-            std::fill(row, row + N, T(0));
+            std::fill(row, row + nr, T(0));
           }
+          std::copy(row, row + N, PW + (bh * sv.mpad + c0 + q) * N);
         }
         T acc[kTile][D] = {};
         tile_gather<T, D>(acc, S, ld, V.at(b, h, 0), V.sn, N);
         for (int q = 0; q < nc; ++q) std::copy(acc[q], acc[q] + D, U.at(b, h, c0 + q));
       }
-      const T la = in.res ? L[h] : T(0);
+      const T la = in.res ? Lam[h] : T(0);
       if (in.res) transpose<T, D>(w.rt.data(), RK, b, h, M, w.ldm);
       // window and read hop, kTile queries at a time over the union of their windows
       for (int64_t i0 = 0; i0 < N; i0 += kTile) {
@@ -322,7 +381,7 @@ void forward_kernel(const Inputs& in, const at::Tensor& y, const at::Tensor& u,
         int64_t lo, hi, lo_q, hi_q;
         in.win.range(i0, N, lo, hi_q);
         in.win.range(i0 + nq - 1, N, lo_q, hi);
-        const int64_t n = hi - lo;
+        const int64_t n = hi - lo, nn = round_up(n, L);
         const T* x[kTile];
         for (int q = 0; q < kTile; ++q) x[q] = Q.at(b, h, i0 + std::min<int64_t>(q, nq - 1));
         tile_scores<T, D>(S, ld, x, w.xt.data() + lo, ld, n, scale);
@@ -330,32 +389,31 @@ void forward_kernel(const Inputs& in, const at::Tensor& y, const at::Tensor& u,
         for (int q = 0; q < kTile; ++q) {
           T* row = S + q * ld;
           live[q] = q < nq && !(ok && !ok[i0 + q]);
-          if (!live[q]) {
-            std::fill(row, row + n, T(0));
-            if (q < nq) std::fill(PL + (bh * N + i0 + q) * W, PL + (bh * N + i0 + q + 1) * W, T(0));
-            continue;
+          if (live[q]) {
+            in.win.range(i0 + q, N, lo_q, hi_q);
+            restrict_row(row, kb ? kb + lo : nullptr, lo_q - lo, hi_q - lo, nn);
+            softmax(row, nn);
+          } else {
+            std::fill(row, row + nn, T(0));
           }
-          in.win.range(i0 + q, N, lo_q, hi_q);
-          const int64_t off = lo_q - lo, nn = hi_q - lo_q;
-          softmax(row + off, kb ? kb + lo_q : nullptr, nn);
-          std::fill(row, row + off, T(0));
-          std::fill(row + off + nn, row + n, T(0));
-          T* p = PL + (bh * N + i0 + q) * W;
-          std::copy(row + off, row + off + nn, p);
-          std::fill(p + nn, p + W, T(0));
+          T* p = PL + (bh * sv.npad + i0 + q) * Wt;
+          std::copy(row, row + n, p);
+          std::fill(p + n, p + Wt, T(0));
         }
         T loc[kTile][D] = {};
         tile_gather<T, D>(loc, S, ld, V.at(b, h, lo), V.sn, n);
         if (in.res) {
+          const int64_t mm = round_up(M, L);
           tile_scores<T, D>(S, ld, x, w.rt.data(), w.ldm, M, scale);
           for (int q = 0; q < kTile; ++q) {
             T* row = S + q * ld;
             if (live[q]) {
-              softmax(row, static_cast<const T*>(nullptr), M);
+              restrict_row(row, static_cast<const T*>(nullptr), 0, M, mm);
+              softmax(row, mm);
             } else {
-              std::fill(row, row + M, T(0));
+              std::fill(row, row + mm, T(0));
             }
-            if (q < nq) std::copy(row, row + M, PR + (bh * N + i0 + q) * M);
+            std::copy(row, row + M, PR + (bh * sv.npad + i0 + q) * M);
           }
           T glob[kTile][D] = {};
           tile_gather<T, D>(glob, S, ld, U.at(b, h, 0), U.sn, M);
@@ -372,17 +430,32 @@ void forward_kernel(const Inputs& in, const at::Tensor& y, const at::Tensor& u,
   });
 }
 
+// E[q, j] <- f P[q, j] (E[q, j] - sum_l P[q, l] E[q, l]) for j < n: the softmax backward of
+// each tile row, with E[q, j] = g_q . v_j on entry
+template <typename T>
+inline void softmax_backward(T* __restrict E, int64_t lde, const T* __restrict P, int64_t ldp,
+                             int64_t n, T f, T (&dot)[kTile]) {
+  for (int q = 0; q < kTile; ++q) {
+    T* e = E + q * lde;
+    const T* p = P + q * ldp;
+    dot[q] = row_dot(p, e, n);
+    const T c = dot[q];
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) e[j] = f * p[j] * (e[j] - c);
+  }
+}
+
 template <typename T, int D>
-void backward_kernel(const Inputs& in, const at::Tensor& dy, const at::Tensor& u,
-                     const at::Tensor& pl, const at::Tensor& pr, const at::Tensor& pw,
-                     const at::Tensor& dq, const at::Tensor& dk, const at::Tensor& dv,
-                     const at::Tensor& drqw, const at::Tensor& drkr, const at::Tensor& dlam,
-                     const at::Tensor& du) {
-  const int64_t H = in.H, N = in.N, M = in.M, W = in.win.width();
+void backward_kernel(const Inputs& in, const Saved& sv, const at::Tensor& dy,
+                     const at::Tensor& u, const at::Tensor& pl, const at::Tensor& pr,
+                     const at::Tensor& pw, const at::Tensor& dq, const at::Tensor& dk,
+                     const at::Tensor& dv, const at::Tensor& drqw, const at::Tensor& drkr,
+                     const at::Tensor& dlam, const at::Tensor& du) {
+  const int64_t H = in.H, N = in.N, M = in.M, Wt = sv.wt;
   const T scale = T(1) / std::sqrt(T(D));
   const View<T> Q(in.q), K(in.k), V(in.v), RQ(in.rqw), RK(in.rkr), G(dy), U(u), DQ(dq), DK(dk),
       DV(dv), DRQ(drqw), DRK(drkr), DU(du);
-  const T* L = in.res ? in.lam.data_ptr<T>() : nullptr;
+  const T* Lam = in.res ? in.lam.data_ptr<T>() : nullptr;
   const T* PL = pl.data_ptr<T>();
   const T* PR = pr.data_ptr<T>();
   const T* PW = pw.data_ptr<T>();
@@ -390,12 +463,10 @@ void backward_kernel(const Inputs& in, const at::Tensor& dy, const at::Tensor& u
   at::parallel_for(0, in.B * H, 1, [&](int64_t begin, int64_t end) {
     Scratch<T, D> w(N, M);
     const int64_t ld = w.ldn;
-    T* E = w.s.data();  // e[q, j] = g_q . v_j, then ds
-    T* P = w.p.data();  // probabilities of the tile over its run of keys
+    T* E = w.s.data();  // e[q, j] = g_q . v_j, then the score gradients
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / H, h = bh % H;
-      const uint8_t* ok = in.valid ? in.valid + b * N : nullptr;
-      const T la = in.res ? L[h] : T(0);
+      const T la = in.res ? Lam[h] : T(0);
       transpose<T, D>(w.xt.data(), V, b, h, N, ld);
       if (in.res) transpose<T, D>(w.rt.data(), U, b, h, M, w.ldm);
       T dla = 0;
@@ -410,63 +481,40 @@ void backward_kernel(const Inputs& in, const at::Tensor& dy, const at::Tensor& u
           xq[q] = Q.at(b, h, i0 + std::min<int64_t>(q, nq - 1));
           xg[q] = G.at(b, h, i0 + std::min<int64_t>(q, nq - 1));
         }
-        T qr[kTile][D], gr[kTile][D];
+        // rows of a padded query or past the end have zero probabilities, so they add
+        // nothing below
+        T qr[kTile][D], gl[kTile][D], gg[kTile][D];
         load_rows<T, D>(qr, xq);
-        load_rows<T, D>(gr, xg);
-        // window: ds_j = (1 - lam) scale p_j (e_j - g . y_loc), g . y_loc = sum_j p_j e_j
-        tile_scores<T, D>(E, ld, xg, w.xt.data() + lo, ld, n, T(1));
-        T gy[kTile] = {};
-        for (int q = 0; q < kTile; ++q) {
-          T* prow = P + q * ld;
-          T* erow = E + q * ld;
-          std::fill(prow, prow + n, T(0));
-          if (q < nq) {
-            in.win.range(i0 + q, N, lo_q, hi_q);
-            std::copy(PL + (bh * N + i0 + q) * W, PL + (bh * N + i0 + q) * W + hi_q - lo_q,
-                      prow + lo_q - lo);
+        for (int q = 0; q < kTile; ++q)
+          for (int d = 0; d < D; ++d) {
+            gl[q][d] = (T(1) - la) * xg[q][d];
+            gg[q][d] = la * xg[q][d];
           }
-          gy[q] = row_dot(prow, erow, n);
-          const T f = (T(1) - la) * scale;
-#pragma omp simd
-          for (int64_t j = 0; j < n; ++j) erow[j] = f * prow[j] * (erow[j] - gy[q]);
-        }
+        // window: ds_j = (1 - lam) scale p_j (e_j - g . y_loc), g . y_loc = sum_j p_j e_j
+        const T* P = PL + (bh * sv.npad + i0) * Wt;
+        tile_scores<T, D>(E, ld, xg, w.xt.data() + lo, ld, n, T(1));
+        T gy[kTile], gr[kTile];
+        softmax_backward(E, ld, P, Wt, n, (T(1) - la) * scale, gy);
         T acc[kTile][D] = {};
         tile_gather<T, D>(acc, E, ld, K.at(b, h, lo), K.sn, n);
         tile_scatter<T, D>(DK.at(b, h, lo), DK.sn, E, ld, qr, n);
-        for (int q = 0; q < kTile; ++q) {
-#pragma omp simd
-          for (int64_t j = 0; j < n; ++j) P[q * ld + j] *= T(1) - la;
-        }
-        tile_scatter<T, D>(DV.at(b, h, lo), DV.sn, P, ld, gr, n);
+        tile_scatter<T, D>(DV.at(b, h, lo), DV.sn, P, Wt, gl, n);
         if (in.res) {
           // read hop: the same over the reservoir keys rkr and values u; the gradient of
           // lambda is g . (y_glob - y_loc)
+          const T* R = PR + (bh * sv.npad + i0) * M;
           tile_scores<T, D>(E, ld, xg, w.rt.data(), w.ldm, M, T(1));
-          for (int q = 0; q < kTile; ++q) {
-            T* prow = P + q * ld;
-            T* erow = E + q * ld;
-            if (q < nq) {
-              std::copy(PR + (bh * N + i0 + q) * M, PR + (bh * N + i0 + q + 1) * M, prow);
-            } else {
-              std::fill(prow, prow + M, T(0));
-            }
-            const T gg = row_dot(prow, erow, M);
-            if (q < nq && !(ok && !ok[i0 + q])) dla += gg - gy[q];
-            const T f = la * scale;
-#pragma omp simd
-            for (int64_t c = 0; c < M; ++c) erow[c] = f * prow[c] * (erow[c] - gg);
-#pragma omp simd
-            for (int64_t c = 0; c < M; ++c) prow[c] *= la;
-          }
+          softmax_backward(E, ld, R, M, M, la * scale, gr);
+          for (int q = 0; q < kTile; ++q) dla += gr[q] - gy[q];
           tile_gather<T, D>(acc, E, ld, RK.at(b, h, 0), RK.sn, M);
           tile_scatter<T, D>(DRK.at(b, h, 0), DRK.sn, E, ld, qr, M);
-          tile_scatter<T, D>(DU.at(b, h, 0), DU.sn, P, ld, gr, M);
+          tile_scatter<T, D>(DU.at(b, h, 0), DU.sn, R, M, gg, M);
         }
         for (int q = 0; q < nq; ++q) std::copy(acc[q], acc[q] + D, DQ.at(b, h, i0 + q));
       }
       if (in.res) DL[bh] = dla;
       // write hop, kTile reservoir tokens at a time, with the gradient du gathered above
-      for (int64_t c0 = 0; c0 < M; c0 += kTile) {
+      for (int64_t c0 = 0; c0 < sv.mpad; c0 += kTile) {
         const int64_t nc = std::min<int64_t>(kTile, M - c0);
         const T *xr[kTile], *xu[kTile];
         for (int q = 0; q < kTile; ++q) {
@@ -476,23 +524,14 @@ void backward_kernel(const Inputs& in, const at::Tensor& dy, const at::Tensor& u
         T rr[kTile][D], ur[kTile][D];
         load_rows<T, D>(rr, xr);
         load_rows<T, D>(ur, xu);
+        const T* P = PW + (bh * sv.mpad + c0) * N;
         tile_scores<T, D>(E, ld, xu, w.xt.data(), ld, N, T(1));
-        for (int q = 0; q < kTile; ++q) {
-          T* prow = P + q * ld;
-          T* erow = E + q * ld;
-          if (q < nc) {
-            std::copy(PW + (bh * M + c0 + q) * N, PW + (bh * M + c0 + q + 1) * N, prow);
-          } else {
-            std::fill(prow, prow + N, T(0));
-          }
-          const T gu = row_dot(prow, erow, N);
-#pragma omp simd
-          for (int64_t j = 0; j < N; ++j) erow[j] = scale * prow[j] * (erow[j] - gu);
-        }
+        T gu[kTile];
+        softmax_backward(E, ld, P, N, N, scale, gu);
         T acc[kTile][D] = {};
         tile_gather<T, D>(acc, E, ld, K.at(b, h, 0), K.sn, N);
         tile_scatter<T, D>(DK.at(b, h, 0), DK.sn, E, ld, rr, N);
-        tile_scatter<T, D>(DV.at(b, h, 0), DV.sn, P, ld, ur, N);
+        tile_scatter<T, D>(DV.at(b, h, 0), DV.sn, P, N, ur, N);
         for (int q = 0; q < nc; ++q) std::copy(acc[q], acc[q] + D, DRQ.at(b, h, c0 + q));
       }
     }
@@ -537,8 +576,9 @@ Inputs inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 
 }  // namespace
 
-// Returns y [B, H, N, D] (memory [B, N, H, D]), u [B, H, M, D] and, for the backward,
-// pl [B, H, N, width], pr [B, H, N, M], pw [B, H, M, N].
+// Returns y [B, H, N, D] (memory [B, N, H, D]), u [B, H, M, D] and, for the backward, the
+// probabilities: pl [B, H, N rounded up to the tile, run width] (each tile's rows over
+// the keys its windows span), pr [B, H, N rounded up, M], pw [B, H, M rounded up, N].
 // M = 0 (empty rqw) is local attention alone (pr, pw are empty).
 std::vector<at::Tensor> brl_fused_forward(const at::Tensor& q, const at::Tensor& k,
                                           const at::Tensor& v, const at::Tensor& rqw,
@@ -546,14 +586,15 @@ std::vector<at::Tensor> brl_fused_forward(const at::Tensor& q, const at::Tensor&
                                           const at::Tensor& kvalid, int64_t window,
                                           bool block) {
   const Inputs in = inputs(q, k, v, rqw, rkr, lam, kvalid, window, block);
+  const Saved sv(in.win, in.N, in.M);
   const int64_t B = in.B, H = in.H, N = in.N, M = in.M, D = q.size(3);
   auto opts = q.options();
   at::Tensor y = at::empty({B, N, H, D}, opts).transpose(1, 2);
   at::Tensor u = at::empty({B, H, M, D}, opts);
-  at::Tensor pl = at::empty({B, H, N, in.win.width()}, opts);
-  at::Tensor pr = at::empty({B, H, N, M}, opts);
-  at::Tensor pw = at::empty({B, H, M, N}, opts);
-  dispatch(q, [&]<typename T, int DC>() { forward_kernel<T, DC>(in, y, u, pl, pr, pw); });
+  at::Tensor pl = at::empty({B, H, sv.npad, sv.wt}, opts);
+  at::Tensor pr = at::empty({B, H, M ? sv.npad : 0, M}, opts);
+  at::Tensor pw = at::empty({B, H, sv.mpad, N}, opts);
+  dispatch(q, [&]<typename T, int DC>() { forward_kernel<T, DC>(in, sv, y, u, pl, pr, pw); });
   return {y, u, pl, pr, pw};
 }
 
@@ -566,6 +607,7 @@ std::vector<at::Tensor> brl_fused_backward(
     int64_t window, bool block) {
   check(dy, "dy");
   const Inputs in = inputs(q, k, v, rqw, rkr, lam, kvalid, window, block);
+  const Saved sv(in.win, in.N, in.M);
   const int64_t B = in.B, H = in.H, N = in.N, M = in.M, D = q.size(3);
   auto opts = q.options();
   at::Tensor dq = at::empty({B, N, H, D}, opts).transpose(1, 2);
@@ -576,7 +618,7 @@ std::vector<at::Tensor> brl_fused_backward(
   at::Tensor dlam = at::zeros({B, H}, opts);
   at::Tensor du = du_in.numel() ? du_in.contiguous().clone() : at::zeros({B, H, M, D}, opts);
   dispatch(q, [&]<typename T, int DC>() {
-    backward_kernel<T, DC>(in, dy, u, pl, pr, pw, dq, dk, dv, drqw, drkr, dlam, du);
+    backward_kernel<T, DC>(in, sv, dy, u, pl, pr, pw, dq, dk, dv, drqw, drkr, dlam, du);
   });
   return {dq, dk, dv, drqw, drkr, dlam};
 }

@@ -8,12 +8,19 @@ The kernel is built on first use. Without a C++ compiler these tests skip, excep
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 import torch
 
 from brlgraph.ops.brl import fused_brl_attention, naive_brl_attention
-from brlgraph.ops.brl.fused import HEAD_SIZES, build_directory, fused_supported, load_extension
+from brlgraph.ops.brl.fused import (
+    HEAD_SIZES,
+    build_directory,
+    build_error,
+    fused_supported,
+    load_extension,
+)
 from tests.ops.brl.cases import make_inputs, run
 
 
@@ -161,3 +168,31 @@ def test_fused_threads_give_the_same_result():
         torch.set_num_threads(before)
     for a, b in zip([one[0], one[1], *one[2]], [two[0], two[1], *two[2]], strict=True):
         assert torch.equal(a, b)
+
+
+def test_build_error_names_the_compilers_error_line():
+    out = ("Error building extension 'brlgraph_fused_cpu': [1/2] c++ -MMD -c fused_cpu.cpp\n"
+           "fused_cpu.cpp:12:3: error: 'foo' was not declared in this scope\n"
+           "ninja: build stopped: subcommand failed.")
+    assert build_error(RuntimeError(out)) == (
+        "RuntimeError: fused_cpu.cpp:12:3: error: 'foo' was not declared in this scope")
+    assert build_error(RuntimeError("Ninja is required to load C++ extensions")) == (
+        "RuntimeError: Ninja is required to load C++ extensions")
+
+
+def test_a_failed_build_falls_back_to_sdpa_with_one_warning(monkeypatch):
+    from brlgraph.ops.brl import fused as fused_module
+    from brlgraph.ops.brl import select_impl
+
+    monkeypatch.setattr(fused_module, "_EXT", None)
+    monkeypatch.setattr(fused_module, "_ERROR", "brlgraph's fused CPU kernel could not be built "
+                                                "(RuntimeError: no compiler)")
+    monkeypatch.setattr(fused_module.fused_available, "_warned", False, raising=False)
+    q = torch.zeros(2, 2, 30, 8)
+    with pytest.warns(RuntimeWarning, match="could not be built"):
+        assert select_impl(q) == "sdpa"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per process
+        assert select_impl(q) == "sdpa"
+    with pytest.raises(RuntimeError, match="no compiler"):
+        fused_brl_attention(q, q, q, window=2)
