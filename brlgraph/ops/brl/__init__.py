@@ -11,6 +11,7 @@ no build for the head size. :func:`brl_attention` dispatches between them
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from brlgraph.ops.brl.chunked import BRLHistory, chunked_brl_attention
@@ -39,9 +40,12 @@ SHORT_MAX_LEN = 1024
 def select_impl(q: Tensor, *, causal: bool = False, hist: BRLHistory | None = None) -> str:
     """The implementation ``impl="auto"`` runs: for non-causal sequences of at most
     :data:`SHORT_MAX_LEN` tokens on the CPU ``"fused"`` (head sizes 8, 16, 32, 64, when
-    the C++ kernel builds) or else ``"sdpa"``; ``"chunked"`` for everything else."""
+    the C++ kernel builds, outside ``torch.compile``) or else ``"sdpa"``; ``"chunked"``
+    for everything else. Under ``torch.compile`` the fused kernel, a plain extension
+    function, would break the graph, so the traceable ``"sdpa"`` path runs there."""
     if q.shape[-2] <= SHORT_MAX_LEN:
-        if fused_supported(q, causal=causal, hist=hist) and fused_available():
+        if (fused_supported(q, causal=causal, hist=hist) and not torch.compiler.is_compiling()
+                and fused_available()):
             return "fused"
         if sdpa_supported(q, causal=causal, hist=hist):
             return "sdpa"
