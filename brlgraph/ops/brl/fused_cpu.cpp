@@ -11,10 +11,11 @@
 //   window     yl_i  = softmax_j(q_i . k_j) v            over window and valid  (pl)
 //   read hop   yg_i  = softmax_c(q_i . rkr_c) u                                 (pr)
 //   y_i = (1 - lam) yl_i + lam yg_i, zero at padded queries.
-// The probabilities are kept for the backward: per query its window row (at most
-// 2w + 1 keys, 3w in block mode) and its m reservoir weights, per reservoir token its
-// row over the n keys, so memory stays O(n (w + m)). The backward of a softmax row
-// needs only its probabilities: with e_j = g . v_j, g . y_row = sum_j p_j e_j.
+// The probabilities are kept for the backward: per query its row over its tile's run of
+// keys (2w + kTile keys, about 4w in block mode) and its m reservoir weights, per
+// reservoir token its row over the n keys, so memory stays O(n (w + m)); they are stored
+// in the tiles' layout, so the backward reads them in place. The backward of a softmax
+// row needs only its probabilities: with e_j = g . v_j, g . y_row = sum_j p_j e_j.
 //
 // Speed: rows are processed in tiles of kTile queries (or reservoir tokens) that
 // share one run of keys (the union of their windows). Three primitives do all the
@@ -23,8 +24,8 @@
 // products are vectorised over keys), tile_gather (weighted sums of rows, one per
 // tile row) and tile_scatter (each key row receives the weighted sum of the tile's
 // rows: one read-modify-write per key and tile). The head size D is a template
-// parameter (8, 16, 32, 64); exponentials go through a polynomial exp that the
-// compiler vectorises (float).
+// parameter (8, 16, 32, 64); softmax rows run over whole vectors, the exponentials of
+// float rows through a polynomial written with vector types.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>

@@ -1,5 +1,7 @@
 """Short-sequence CPU path of BRL-Attention on PyTorch's fused flash-attention kernel.
 
+``impl="auto"`` runs it where the faster C++ kernel (:mod:`brlgraph.ops.brl.fused`)
+cannot: no C++ compiler, a head size without a build, or inside ``torch.compile``.
 The operator is the one of :mod:`brlgraph.ops.brl.naive` (non-causal). Each part is
 an exact softmax attention, so each runs on ATen's CPU flash kernel, which returns
 the log-sum-exp of every row and has a fused backward that takes it:
