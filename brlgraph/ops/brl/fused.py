@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -54,7 +55,8 @@ def _cpu_flags() -> str:
 
 def build_directory() -> Path:
     """Where the extension is built and cached: one folder per source, PyTorch version,
-    flags and CPU model, under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/brlgraph``)."""
+    flags and CPU model, under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/brlgraph``;
+    the temporary folder when that cannot be created)."""
     key = hashlib.sha256("\n".join([_SOURCE.read_text(), torch.__version__, " ".join(_FLAGS),
                                     _cpu_flags()]).encode()).hexdigest()[:16]
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "brlgraph"
@@ -73,7 +75,11 @@ def load_extension():
         from torch.utils import cpp_extension
 
         folder = build_directory()
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:  # a read-only home: build in the temporary folder instead
+            folder = Path(tempfile.gettempdir()) / f"brlgraph-{os.getuid()}" / folder.name
+            folder.mkdir(parents=True, exist_ok=True)
         lock = folder / "lock"
         # PyTorch waits for this file forever; a build killed midway leaves it behind
         if lock.exists() and time.time() - lock.stat().st_mtime > _STALE_LOCK_S:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -196,3 +197,19 @@ def test_a_failed_build_falls_back_to_sdpa_with_one_warning(monkeypatch):
         assert select_impl(q) == "sdpa"
     with pytest.raises(RuntimeError, match="no compiler"):
         fused_brl_attention(q, q, q, window=2)
+
+
+def test_a_read_only_cache_folder_builds_in_the_temporary_folder(tmp_path, monkeypatch):
+    """The extension is loaded again through a cache root that cannot be created (a path
+    under a file): the build goes to the temporary folder and the kernel still runs."""
+    from brlgraph.ops.brl import fused as fused_module
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(fused_module, "_EXT", None)
+    monkeypatch.setattr(fused_module, "_ERROR", None)
+    ext = fused_module.load_extension()
+    assert Path(ext.__file__).parent.parent.name == f"brlgraph-{os.getuid()}"
+    y, _, _ = fused_brl_attention(*(torch.ones(1, 1, 4, 8) for _ in range(3)), window=2)
+    torch.testing.assert_close(y, torch.ones(1, 1, 4, 8))
