@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from brlgraph.ops.brl.sdpa import compute_dtype, reservoir_side
+
 _SOURCE = Path(__file__).with_name("fused_cpu.cpp")
 #: head sizes the kernel is compiled for (a template parameter: sums over the head
 #: dimension stay in registers)
@@ -169,9 +171,8 @@ def fused_brl_attention(
     mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None, None]:
     """Non-causal BRL-Attention on the fused CPU kernel. See :func:`brlgraph.ops.brl.brl_attention`."""
-    B, H, N, D = q.shape
     out_dtype = q.dtype
-    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    cdt = compute_dtype(q)
     q, k, v = (_last_contiguous(t.to(cdt)) for t in (q, k, v))
     kvalid = _EMPTY.to(torch.uint8)
     if mask is not None and not bool(mask.all()):
@@ -182,13 +183,7 @@ def fused_brl_attention(
         y, _ = _FusedBRLFunction.apply(q, k, v, empty, empty, empty, kvalid, window, block)
         return y.to(out_dtype), None, None
 
-    def per_head(t: Tensor | float) -> Tensor:
-        return torch.as_tensor(t, device=q.device).to(cdt).expand(H)
-
-    M = rq.shape[-2]
-    # temperatures folded into the reservoir side: m rows instead of n
-    rqw = (rq.to(cdt) * per_head(tau_w).view(H, 1, 1)).expand(B, H, M, D)
-    rkr = (rk.to(cdt) * per_head(tau_r).view(H, 1, 1)).expand(B, H, M, D)
+    rqw, rkr, lam_h = reservoir_side(q, rq, rk, tau_w, tau_r, lam, cdt)
     y, u = _FusedBRLFunction.apply(q, k, v, _last_contiguous(rqw), _last_contiguous(rkr),
-                                   per_head(lam).contiguous(), kvalid, window, block)
+                                   lam_h.contiguous(), kvalid, window, block)
     return y.to(out_dtype), u.to(out_dtype), None

@@ -245,6 +245,12 @@ struct View {  // [B, H, N, D] with the last axis contiguous; empty: no reservoi
     }
   }
   inline T* at(int64_t b, int64_t h, int64_t i) const { return p + b * sb + h * sh + i * sn; }
+  // the kTile rows i0, i0 + 1, ... of (b, h); past the last of `count` rows, the last
+  // again (its probabilities are zero there, so it adds nothing)
+  inline void tile(const T* (&x)[kTile], int64_t b, int64_t h, int64_t i0,
+                   int64_t count) const {
+    for (int q = 0; q < kTile; ++q) x[q] = at(b, h, i0 + std::min<int64_t>(q, count - 1));
+  }
 };
 
 // Transposed copy of rows [0, n) of (b, h): out[d * ld + j] = x[b, h, j, d]; the padding
@@ -320,13 +326,20 @@ struct Saved {
       : wt(win.run_width(N)), npad(round_up(N, kTile)), mpad(round_up(M, kTile)) {}
 };
 
-// Sets row[j] to -inf for j outside [a, b) and in [b, n), adds the key bias inside.
+// A live row becomes the softmax of its scores over [a, b), the key bias added (0 or
+// -inf, may be null), with zeros elsewhere in [0, n); a row that is not live becomes 0.
+// n is a whole number of vectors.
 template <typename T>
-inline void restrict_row(T* __restrict row, const T* __restrict bias, int64_t a, int64_t b,
-                         int64_t n) {
+inline void row_softmax(T* __restrict row, bool live, const T* __restrict bias, int64_t a,
+                        int64_t b, int64_t n) {
+  if (!live) {
+    std::fill(row, row + n, T(0));
+    return;
+  }
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j)
     row[j] = (j >= a && j < b) ? row[j] + (bias ? bias[j] : T(0)) : kNegInf<T>;
+  softmax(row, n);
 }
 
 template <typename T, int D>
@@ -358,16 +371,11 @@ void forward_kernel(const Inputs& in, const Saved& sv, const at::Tensor& y,
       for (int64_t c0 = 0; c0 < sv.mpad; c0 += kTile) {
         const int64_t nc = std::min<int64_t>(kTile, M - c0);
         const T* x[kTile];
-        for (int q = 0; q < kTile; ++q) x[q] = RQ.at(b, h, c0 + std::min<int64_t>(q, nc - 1));
+        RQ.tile(x, b, h, c0, nc);
         tile_scores<T, D>(S, ld, x, w.xt.data(), ld, N, scale);
         for (int q = 0; q < kTile; ++q) {
           T* row = S + q * ld;
-          if (q < nc) {
-            restrict_row(row, kb, 0, N, nr);
-            softmax(row, nr);
-          } else {
-            std::fill(row, row + nr, T(0));
-          }
+          row_softmax(row, q < nc, kb, 0, N, nr);
           std::copy(row, row + N, PW + (bh * sv.mpad + c0 + q) * N);
         }
         T acc[kTile][D] = {};
@@ -384,19 +392,14 @@ void forward_kernel(const Inputs& in, const Saved& sv, const at::Tensor& y,
         in.win.range(i0 + nq - 1, N, lo_q, hi);
         const int64_t n = hi - lo, nn = round_up(n, L);
         const T* x[kTile];
-        for (int q = 0; q < kTile; ++q) x[q] = Q.at(b, h, i0 + std::min<int64_t>(q, nq - 1));
+        Q.tile(x, b, h, i0, nq);
         tile_scores<T, D>(S, ld, x, w.xt.data() + lo, ld, n, scale);
         bool live[kTile];
         for (int q = 0; q < kTile; ++q) {
           T* row = S + q * ld;
           live[q] = q < nq && !(ok && !ok[i0 + q]);
-          if (live[q]) {
-            in.win.range(i0 + q, N, lo_q, hi_q);
-            restrict_row(row, kb ? kb + lo : nullptr, lo_q - lo, hi_q - lo, nn);
-            softmax(row, nn);
-          } else {
-            std::fill(row, row + nn, T(0));
-          }
+          in.win.range(std::min(i0 + q, N - 1), N, lo_q, hi_q);
+          row_softmax(row, live[q], kb ? kb + lo : nullptr, lo_q - lo, hi_q - lo, nn);
           T* p = PL + (bh * sv.npad + i0 + q) * Wt;
           std::copy(row, row + n, p);
           std::fill(p + n, p + Wt, T(0));
@@ -408,12 +411,7 @@ void forward_kernel(const Inputs& in, const Saved& sv, const at::Tensor& y,
           tile_scores<T, D>(S, ld, x, w.rt.data(), w.ldm, M, scale);
           for (int q = 0; q < kTile; ++q) {
             T* row = S + q * ld;
-            if (live[q]) {
-              restrict_row(row, static_cast<const T*>(nullptr), 0, M, mm);
-              softmax(row, mm);
-            } else {
-              std::fill(row, row + mm, T(0));
-            }
+            row_softmax(row, live[q], static_cast<const T*>(nullptr), 0, M, mm);
             std::copy(row, row + M, PR + (bh * sv.npad + i0 + q) * M);
           }
           T glob[kTile][D] = {};
@@ -478,10 +476,8 @@ void backward_kernel(const Inputs& in, const Saved& sv, const at::Tensor& dy,
         in.win.range(i0 + nq - 1, N, lo_q, hi);
         const int64_t n = hi - lo;
         const T *xq[kTile], *xg[kTile];
-        for (int q = 0; q < kTile; ++q) {
-          xq[q] = Q.at(b, h, i0 + std::min<int64_t>(q, nq - 1));
-          xg[q] = G.at(b, h, i0 + std::min<int64_t>(q, nq - 1));
-        }
+        Q.tile(xq, b, h, i0, nq);
+        G.tile(xg, b, h, i0, nq);
         // rows of a padded query or past the end have zero probabilities, so they add
         // nothing below
         T qr[kTile][D], gl[kTile][D], gg[kTile][D];
@@ -518,10 +514,8 @@ void backward_kernel(const Inputs& in, const Saved& sv, const at::Tensor& dy,
       for (int64_t c0 = 0; c0 < sv.mpad; c0 += kTile) {
         const int64_t nc = std::min<int64_t>(kTile, M - c0);
         const T *xr[kTile], *xu[kTile];
-        for (int q = 0; q < kTile; ++q) {
-          xr[q] = RQ.at(b, h, c0 + std::min<int64_t>(q, nc - 1));
-          xu[q] = DU.at(b, h, c0 + std::min<int64_t>(q, nc - 1));
-        }
+        RQ.tile(xr, b, h, c0, nc);
+        DU.tile(xu, b, h, c0, nc);
         T rr[kTile][D], ur[kTile][D];
         load_rows<T, D>(rr, xr);
         load_rows<T, D>(ur, xu);

@@ -196,6 +196,26 @@ class _SDPABRLFunction(torch.autograd.Function):
                 None, None, None, None, None)
 
 
+def compute_dtype(q: Tensor) -> torch.dtype:
+    """What the CPU paths compute in: float64 stays float64, everything else float32."""
+    return torch.float64 if q.dtype == torch.float64 else torch.float32
+
+
+def reservoir_side(q: Tensor, rq: Tensor, rk: Tensor, tau_w, tau_r, lam,
+                   cdt: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """``(r_c tau_w, kappa_c tau_r)`` expanded to [B, H, M, D] and ``lam`` [H], in
+    ``cdt``: the temperatures folded into the reservoir side, m rows instead of n."""
+    B, H, _, D = q.shape
+    M = rq.shape[-2]
+
+    def per_head(t: Tensor | float) -> Tensor:
+        return torch.as_tensor(t, device=q.device).to(cdt).expand(H)
+
+    rqw = (rq.to(cdt) * per_head(tau_w).view(H, 1, 1)).expand(B, H, M, D)
+    rkr = (rk.to(cdt) * per_head(tau_r).view(H, 1, 1)).expand(B, H, M, D)
+    return rqw, rkr, per_head(lam)
+
+
 def default_bucket(n: int, window: int) -> int:
     """Queries per kernel call (measured on the 2-core CI CPU, docs/attention.md)."""
     return n if n <= 4 * window else 4 * window
@@ -218,9 +238,9 @@ def sdpa_brl_attention(
     write_chunk: int | None = None,
 ) -> tuple[Tensor, Tensor | None, None]:
     """Non-causal BRL-Attention on the CPU flash kernel. See :func:`brlgraph.ops.brl.brl_attention`."""
-    B, H, N, D = q.shape
+    B, N = q.shape[0], q.shape[2]
     out_dtype = q.dtype
-    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    cdt = compute_dtype(q)
     q, k, v = (t.to(cdt) for t in (q, k, v))
     kbias = kvalid = qvalid = None
     if mask is not None and not bool(mask.all()):
@@ -236,13 +256,7 @@ def sdpa_brl_attention(
                                       write_chunk)
         return y.to(out_dtype), None, None
 
-    def per_head(t: Tensor | float) -> Tensor:
-        return torch.as_tensor(t, device=q.device).to(cdt).expand(H)
-
-    M = rq.shape[-2]
-    # temperatures folded into the reservoir side: m rows instead of n
-    rqw = (rq.to(cdt) * per_head(tau_w).view(H, 1, 1)).expand(B, H, M, D)
-    rkr = (rk.to(cdt) * per_head(tau_r).view(H, 1, 1)).expand(B, H, M, D)
-    y, u = _SDPABRLFunction.apply(q, k, v, rqw, rkr, per_head(lam), kbias, kvalid, qvalid,
+    rqw, rkr, lam_h = reservoir_side(q, rq, rk, tau_w, tau_r, lam, cdt)
+    y, u = _SDPABRLFunction.apply(q, k, v, rqw, rkr, lam_h, kbias, kvalid, qvalid,
                                   buckets, write_chunk)
     return y.to(out_dtype), u.to(out_dtype), None
