@@ -186,10 +186,12 @@ class BRLAttention(nn.Module):
     def _project(self, x: Tensor, reservoir: Tensor | None):
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
         if reservoir is None:
-            # every sequence starts from the same E: project it once, not once per sequence
+            # every sequence starts from the same E: project it once, not once per
+            # sequence, and pass it with a batch axis of 1 (the operator broadcasts it),
+            # so that the temperatures multiply m rows, not B m, in both directions
             reservoir = self.initial_reservoir(x.shape[0])
             shared = self.reservoir_qk(self.embedding.weight.unsqueeze(0)).chunk(2, -1)
-            rq, rk = (split_heads(t, self.heads).expand(x.shape[0], -1, -1, -1) for t in shared)
+            rq, rk = (split_heads(t, self.heads) for t in shared)
         else:
             rq, rk = (split_heads(t, self.heads) for t in self.reservoir_qk(reservoir).chunk(2, -1))
         return q, k, v, rq, rk, reservoir

@@ -142,7 +142,7 @@ class _FusedBRLFunction(torch.autograd.Function):
         q, k, v, rqw, rkr, lam, kvalid, u, pl, pr, pw = ctx.saved_tensors
         if dy.stride(-1) != 1:
             dy = dy.contiguous()
-        du = _EMPTY.to(q) if du is None else du
+        du = _EMPTY.to(q) if du is None else _last_contiguous(du)
         dq, dk, dv, drqw, drkr, dlam = load_extension().backward(
             dy, q, k, v, rqw, rkr, lam, kvalid, u, pl, pr, pw, du, ctx.window,
             ctx.block)

@@ -245,6 +245,17 @@ struct View {  // [B, H, N, D] with the last axis contiguous; empty: no reservoi
     }
   }
   inline T* at(int64_t b, int64_t h, int64_t i) const { return p + b * sb + h * sh + i * sn; }
+  // rows [0, n) of (b, h) set to rows [0, n) of `from` (an empty view: to zero)
+  template <int D>
+  inline void init_rows(int64_t b, int64_t h, int64_t n, const View& from) const {
+    for (int64_t i = 0; i < n; ++i) {
+      T* r = at(b, h, i);
+      if (from.p)
+        std::copy(from.at(b, h, i), from.at(b, h, i) + D, r);
+      else
+        std::fill(r, r + D, T(0));
+    }
+  }
   // the kTile rows i0, i0 + 1, ... of (b, h); past the last of `count` rows, the last
   // again (its probabilities are zero there, so it adds nothing)
   inline void tile(const T* (&x)[kTile], int64_t b, int64_t h, int64_t i0,
@@ -449,11 +460,11 @@ void backward_kernel(const Inputs& in, const Saved& sv, const at::Tensor& dy,
                      const at::Tensor& u, const at::Tensor& pl, const at::Tensor& pr,
                      const at::Tensor& pw, const at::Tensor& dq, const at::Tensor& dk,
                      const at::Tensor& dv, const at::Tensor& drqw, const at::Tensor& drkr,
-                     const at::Tensor& dlam, const at::Tensor& du) {
+                     const at::Tensor& dlam, const at::Tensor& du, const at::Tensor& du_in) {
   const int64_t H = in.H, N = in.N, M = in.M, Wt = sv.wt;
   const T scale = T(1) / std::sqrt(T(D));
   const View<T> Q(in.q), K(in.k), V(in.v), RQ(in.rqw), RK(in.rkr), G(dy), U(u), DQ(dq), DK(dk),
-      DV(dv), DRQ(drqw), DRK(drkr), DU(du);
+      DV(dv), DRQ(drqw), DRK(drkr), DU(du), DU_IN(du_in), NONE{at::Tensor()};
   const T* Lam = in.res ? in.lam.data_ptr<T>() : nullptr;
   const T* PL = pl.data_ptr<T>();
   const T* PR = pr.data_ptr<T>();
@@ -466,6 +477,13 @@ void backward_kernel(const Inputs& in, const Saved& sv, const at::Tensor& dy,
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const T la = in.res ? Lam[h] : T(0);
+      // the accumulated gradients start here, one (b, h) at a time, while in cache
+      DK.template init_rows<D>(b, h, N, NONE);
+      DV.template init_rows<D>(b, h, N, NONE);
+      if (in.res) {
+        DRK.template init_rows<D>(b, h, M, NONE);
+        DU.template init_rows<D>(b, h, M, DU_IN);
+      }
       transpose<T, D>(w.xt.data(), V, b, h, N, ld);
       if (in.res) transpose<T, D>(w.rt.data(), U, b, h, M, w.ldm);
       T dla = 0;
@@ -571,7 +589,8 @@ Inputs inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 
 }  // namespace
 
-// Returns y [B, H, N, D] (memory [B, N, H, D]), u [B, H, M, D] and, for the backward, the
+// Returns y [B, H, N, D] (memory [B, N, H, D]), u [B, H, M, D] (memory [B, M, H, D]: the
+// heads merge without a copy) and, for the backward, the
 // probabilities: pl [B, H, N rounded up to the tile, run width] (each tile's rows over
 // the keys its windows span), pr [B, H, N rounded up, M], pw [B, H, M rounded up, N].
 // M = 0 (empty rqw) is local attention alone (pr, pw are empty).
@@ -585,7 +604,7 @@ std::vector<at::Tensor> brl_fused_forward(const at::Tensor& q, const at::Tensor&
   const int64_t B = in.B, H = in.H, N = in.N, M = in.M, D = q.size(3);
   auto opts = q.options();
   at::Tensor y = at::empty({B, N, H, D}, opts).transpose(1, 2);
-  at::Tensor u = at::empty({B, H, M, D}, opts);
+  at::Tensor u = at::empty({B, M, H, D}, opts).transpose(1, 2);
   at::Tensor pl = at::empty({B, H, sv.npad, sv.wt}, opts);
   at::Tensor pr = at::empty({B, H, M ? sv.npad : 0, M}, opts);
   at::Tensor pw = at::empty({B, H, sv.mpad, N}, opts);
@@ -606,14 +625,16 @@ std::vector<at::Tensor> brl_fused_backward(
   const int64_t B = in.B, H = in.H, N = in.N, M = in.M, D = q.size(3);
   auto opts = q.options();
   at::Tensor dq = at::empty({B, N, H, D}, opts).transpose(1, 2);
-  at::Tensor dk = at::zeros({B, N, H, D}, opts).transpose(1, 2);
-  at::Tensor dv = at::zeros({B, N, H, D}, opts).transpose(1, 2);
+  // dk, dv, drkr and du are zeroed (du: set to du_in) per (b, h) by the kernel
+  at::Tensor dk = at::empty({B, N, H, D}, opts).transpose(1, 2);
+  at::Tensor dv = at::empty({B, N, H, D}, opts).transpose(1, 2);
   at::Tensor drqw = at::empty({B, H, M, D}, opts);
-  at::Tensor drkr = at::zeros({B, H, M, D}, opts);
+  at::Tensor drkr = at::empty({B, H, M, D}, opts);
   at::Tensor dlam = at::zeros({B, H}, opts);
-  at::Tensor du = du_in.numel() ? du_in.contiguous().clone() : at::zeros({B, H, M, D}, opts);
+  at::Tensor du = at::empty({B, H, M, D}, opts);
+  if (du_in.numel()) check(du_in, "du");
   dispatch(q, [&]<typename T, int DC>() {
-    backward_kernel<T, DC>(in, sv, dy, u, pl, pr, pw, dq, dk, dv, drqw, drkr, dlam, du);
+    backward_kernel<T, DC>(in, sv, dy, u, pl, pr, pw, dq, dk, dv, drqw, drkr, dlam, du, du_in);
   });
   return {dq, dk, dv, drqw, drkr, dlam};
 }

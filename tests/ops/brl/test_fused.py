@@ -80,6 +80,27 @@ def test_fused_float64_shared_reservoir_and_gradient_into_u(mode):
     assert_all_close(got, ref, 1e-10)
 
 
+@pytest.mark.parametrize("layout", ["merged_heads", "transposed"])
+def test_fused_gradient_into_u_in_any_layout(layout):
+    """The gradient reaching ``u`` from outside comes in the layout of whatever read it:
+    heads merged for ``W_Oc`` ([B, M, H, D] in memory) or with a last axis that is not
+    contiguous; the kernel starts the write hop's backward from it either way."""
+    ins, mask = make_inputs(21, 6, D=16, padded=True)
+    ins = [t.float().requires_grad_() for t in ins]
+    B, H, M, D = ins[3].shape
+    weight = torch.randn(H * D, 8)
+    grads = []
+    for fn in (naive_brl_attention, fused_brl_attention):
+        y, u, _ = fn(*ins[:5], tau_w=ins[5], tau_r=ins[6], lam=ins[7], window=5, mask=mask)
+        if layout == "merged_heads":
+            tail = (u.transpose(1, 2).flatten(2) @ weight).square().sum()
+        else:
+            tail = (u.transpose(-1, -2) * torch.arange(M * D).view(M, D).t()).sum()
+        grads.append(torch.autograd.grad(y.square().sum() + tail, ins))
+    for name, a, b in zip(NAMES, *grads, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4, msg=lambda s, n=name: f"d{n}: {s}")
+
+
 @pytest.mark.parametrize("mode", ["sliding", "block"])
 @pytest.mark.parametrize("padded", [False, True])
 def test_fused_local_only_matches_naive(mode, padded):
