@@ -18,6 +18,7 @@ run's checkpoint are plotted the same way.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"tree_curves.py: error: {err}", file=sys.stderr)
         return 2
-    command = "python benchmarks/tree_curves.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(["python", "benchmarks/tree_curves.py",
+                          *(sys.argv[1:] if argv is None else argv)])
     written = plot_curves(curves, args.depth, args.out, command)
     for label, rec in curves:
         print(f"{label}: {rec['steps']} steps, best training accuracy {rec['train_acc']:.3f}, "

@@ -20,8 +20,10 @@ import math
 import multiprocessing
 import os
 import resource
+import shlex
 import statistics
 import sys
+import textwrap
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -169,11 +171,22 @@ def plotting(log: Callable[[str], None] | None = None):
     return plt
 
 
+#: the footer's font size (points) and its characters per inch of figure width (a
+#: monospace-like estimate that leaves a margin for the proportional font)
+_FOOTER_PT, _FOOTER_CHARS_PER_INCH = 6, 17
+
+
 def save_figure(fig, path: str | Path, command: str) -> Path:
-    """Save ``fig`` as a PNG at ``path`` with the command that made it as its footer."""
+    """Save ``fig`` as a PNG at ``path`` with the command that made it as its footer,
+    wrapped over as many lines as the figure's width needs (the plots stay above it)."""
     path = Path(path)
-    fig.text(0.01, 0.005, f"made by: {command}", fontsize=6, color="0.35", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    width, height = fig.get_size_inches()
+    lines = textwrap.wrap(f"made by: {command}", max(30, int(width * _FOOTER_CHARS_PER_INCH)),
+                          break_on_hyphens=False)
+    fig.text(0.01, 0.005, "\n".join(lines), fontsize=_FOOTER_PT, color="0.35", ha="left",
+             va="bottom")
+    footer = (len(lines) * _FOOTER_PT * 1.25 + 4) / 72 / height  # figure fraction
+    fig.tight_layout(rect=(0, min(footer, 0.3), 1, 1))
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=130)
     import matplotlib.pyplot as plt
@@ -290,9 +303,9 @@ def _with_threads(fn: Callable[..., dict[str, Any]], args: tuple, threads: int |
 
 
 def command_line(prog: str = "brlgraph") -> str:
-    """The command as it was typed (for figure footers and table notes)."""
-    argv = sys.argv[1:]
-    return " ".join([prog, *argv]) if argv else prog
+    """The command as it was typed, quoted where the shell needs it (for figure footers
+    and table notes)."""
+    return shlex.join([prog, *sys.argv[1:]])
 
 
 # ----------------------------------------------------------------------------- time limits

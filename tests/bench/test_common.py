@@ -76,6 +76,26 @@ def test_figure_footer_names_the_command(tmp_path):
     assert any("brlgraph bench x --out y" in t.get_text() for t in fig.texts)
 
 
+def test_a_long_footer_wraps_inside_the_figure(tmp_path):
+    """A command wider than the figure is wrapped, every word kept, inside its width and
+    below the axes."""
+    plt = common.plotting()
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([1, 2], [3, 4])
+    command = ("brlgraph bench tree-neighbors --depths 7 --models brl --set max_steps=7:9000 "
+               "--set reservoir_from_target=true --set max_examples=7:32000 --out runs/tree-r7")
+    common.save_figure(fig, tmp_path / "f.png", command)
+    footer = fig.texts[-1]
+    assert footer.get_text().count("\n") >= 2
+    assert " ".join(footer.get_text().split()) == f"made by: {command}"
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # save_figure closed the figure
+    box = footer.get_window_extent(renderer)
+    assert box.x1 <= fig.bbox.x1
+    assert box.y1 <= ax.get_tightbbox(renderer).y0
+
+
 def _allocate(mib: int) -> dict:
     import numpy as np
 
