@@ -140,8 +140,7 @@ class _FusedBRLFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, du):
         q, k, v, rqw, rkr, lam, kvalid, u, pl, pr, pw = ctx.saved_tensors
-        if dy.stride(-1) != 1:
-            dy = dy.contiguous()
+        dy = _last_contiguous(dy)
         du = _EMPTY.to(q) if du is None else _last_contiguous(du)
         dq, dk, dv, drqw, drkr, dlam = load_extension().backward(
             dy, q, k, v, rqw, rkr, lam, kvalid, u, pl, pr, pw, du, ctx.window,

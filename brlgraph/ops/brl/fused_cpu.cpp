@@ -3,7 +3,8 @@
 // brlgraph/ops/brl/fused.py (torch.utils.cpp_extension); the reference is naive.py.
 //
 // Layout: q, k, v, dy [B, H, N, D] with the last axis contiguous (any strides otherwise);
-// rqw, rkr [B, H, M, D] (stride 0 on B allowed); lam [H]; kvalid [B, N] uint8 or empty.
+// rqw, rkr [B, H, M, D] (stride 0 on B allowed) and du [B, H, M, D], last axes contiguous;
+// lam [H]; kvalid [B, N] uint8 or empty.
 // Scores are scale * q . k with scale = D^-1/2; temperatures are folded into rqw, rkr.
 //
 // Forward per (b, h):
