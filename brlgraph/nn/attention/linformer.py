@@ -34,6 +34,16 @@ class LinformerAttention(TokenAttention):
     uses ``k`` in {64, 128, 256}. Non-causal only: the sequence projection mixes all
     positions.
 
+    ``E, F`` are stored at unit scale and their first ``N`` columns multiplied by
+    ``N ** -0.5`` when used (the projection's fan-in; an equalised learning rate, as in
+    Karras et al., 2018): at initialisation a projected row has the scale of a token at
+    every ``N``, and an Adam step, which moves every stored entry by about the learning
+    rate, moves a projected row by about ``lr * N ** 0.5`` times a token instead of
+    ``lr * N``. With the entries used directly, the projections of the
+    tokens' common component grew by thousands within a few steps on 20News's one
+    sequence of 9,607 tokens (Adam at 0.01) and the model stayed at chance
+    (docs/oversquashing.md, section 4).
+
     Shapes: x [B, N, dim], mask bool [B, N] (True = valid) -> out [B, N, dim].
     """
 
@@ -50,6 +60,7 @@ class LinformerAttention(TokenAttention):
         self.causal = False
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim)
+        # stored at unit scale, used times N ** -0.5 (see the class docstring)
         self.proj_k = nn.Parameter(torch.empty(proj_dim, max_len))
         self.proj_v = nn.Parameter(torch.empty(proj_dim, max_len))
         self.dropout = Dropout(dropout)
@@ -58,7 +69,7 @@ class LinformerAttention(TokenAttention):
     def reset_parameters(self) -> None:
         init_linear(self.qkv, self.out)
         for p in (self.proj_k, self.proj_v):
-            nn.init.normal_(p, 0.0, self.proj_dim**-0.5)
+            nn.init.normal_(p)
 
     def _attend(self, x: Tensor, mask: Tensor | None) -> Tensor:
         n = x.shape[1]
@@ -66,7 +77,8 @@ class LinformerAttention(TokenAttention):
             raise ConfigError(f"sequence length {n} exceeds linformer max_len={self.max_len}; "
                               "raise the max_len option")
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
-        y = linformer_attention(q, k, v, self.proj_k[:, :n], self.proj_v[:, :n], mask)
+        c = n**-0.5
+        y = linformer_attention(q, k, v, c * self.proj_k[:, :n], c * self.proj_v[:, :n], mask)
         return self._zero_padded(self.out(self.dropout(merge_heads(y))), mask)
 
     def __repr__(self) -> str:
