@@ -32,9 +32,9 @@ def _output_change_after_one_adam_step(n: int) -> float:
 
 def test_linformer_projection_steps_do_not_grow_with_the_sequence():
     # Adam moves every entry of E, F by about lr; with the entries used directly a
-    # projected row moves by about lr * N (16x from 256 to 4,096 tokens, 0.36 -> 18 in
-    # output units), which kept 20News's 9,607-token model at chance. Scaled by the
-    # fan-in N ** -0.5 it moves by about lr * N ** 0.5 (4x).
+    # projected row moves by about lr * N (measured from 256 to 4,096 tokens: 2.6 -> 21
+    # in output units, 8x), which kept 20News's 9,607-token model at chance. Scaled by
+    # the fan-in N ** -0.5 it moves by about lr * N ** 0.5 (measured: 0.11 -> 0.36, 3.3x).
     short, long = (_output_change_after_one_adam_step(n) for n in (256, 4096))
     assert long / short < 6
     assert long < 1.0
