@@ -59,7 +59,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -336,8 +335,9 @@ def modules_main(args) -> int:
 
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
         "attention_modules_cpu.json")
-    meta = {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "threads": args.threads, "repeats": args.repeats, "dim": 128, "heads": 4,
+    from brlgraph.bench.common import machine
+
+    meta = {**machine(), "threads": args.threads, "repeats": args.repeats, "dim": 128, "heads": 4,
             "window": 16, "reservoir": 16, "padding": "last quarter of the tokens in half of "
             "the sequences", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "load_average": os.getloadavg()}
@@ -475,8 +475,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
     ns = [int(x) for x in args.ns.split(",")] if args.ns else list(CUDA_NS if cuda else CPU_NS)
 
-    print(f"# {args.device} ({platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cpus), {args.dtype}, batch 1, heads {args.heads}, head_dim "
+    from brlgraph.bench.common import machine_text
+
+    print(f"# {args.device} ({machine_text()}), {args.dtype}, batch 1, heads {args.heads}, head_dim "
           f"{args.head_dim}, w {args.window}, m {args.reservoir_size}, threads "
           f"{args.threads or 'default'}; min of {args.repeats}")
     print(f"{'backend':<16}{'n':>9}{'fwd ms':>12}{'fwd+bwd ms':>13}{'peak MiB':>11}"
@@ -496,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         f"attention_{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     setup = dict(dtype=args.dtype, heads=args.heads, head_dim=args.head_dim, window=args.window,
-                 reservoir_size=args.reservoir_size, threads=args.threads)
+                 reservoir_size=args.reservoir_size, threads=args.threads, machine=machine_text())
     rows = [dict(r, **setup) for r in rows]
     if args.merge and out.exists():
         # Replace the re-measured (backend, n) cases, keep the others.

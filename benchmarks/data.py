@@ -210,13 +210,13 @@ def main() -> None:
         knn = previous.get("knn", {"rows": []})
     print_tables(hgb["rows"], knn["rows"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    from brlgraph.bench.common import machine
     from brlgraph.io import atomic_write
 
     with atomic_write(RESULTS) as f:
         json.dump({
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                        "torch": torch.__version__},
+            "machine": {**machine(), "platform": platform.platform(),
+                        "torch_threads": torch.get_num_threads(), "python": platform.python_version()},
             "hgb": hgb, "knn": knn,
         }, f, indent=2)
     print(f"\nwrote {RESULTS}")

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCNConv, GPSConv, SAGEConv, TransformerConv
 from torch_geometric.utils import stochastic_blockmodel_graph, to_undirected
 
+from brlgraph.bench.common import machine_text
 from brlgraph.io import atomic_write
 from brlgraph.nn import BRLConv
 
@@ -192,8 +192,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, "
-                   f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
+        "machine": f"{machine_text()}, {torch.get_num_threads()} torch thread(s)",
         "command": "OMP_NUM_THREADS=1 python benchmarks/pyg_layers.py "
                    + " ".join(f"--{k} {v if not isinstance(v, list) else ' '.join(map(str, v))}"
                               for k, v in vars(args).items() if k != "out" and v is not None),

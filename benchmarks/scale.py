@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -199,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     for a, b in zip(done, done[1:], strict=False):
         print(f"{a['num_nodes']:,} -> {b['num_nodes']:,} nodes: time x{b['epoch_seconds'] / a['epoch_seconds']:.1f}, "
               f"memory x{b['peak_mib'] / a['peak_mib']:.1f}")
-    import torch
 
-    meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+    from brlgraph.bench.common import machine
+
+    meta = {**machine(),
             "allocator": allocator if allocator == "glibc" else f"jemalloc ({JEMALLOC_CONF})",
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "epochs": args.epochs,
             "load_average": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

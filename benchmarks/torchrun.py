@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -80,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
               f"with start-up), test Micro-F1 {100 * row['metrics']['test_micro_f1']:.2f}")
     print(f"speed-up per epoch over the faster one-process run: x{speedup:.2f}; "
           f"metrics {'equal' if same else 'differ'}")
-    meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "dataset": args.dataset,
+    from brlgraph.bench.common import machine
+
+    meta = {**machine(), "dataset": args.dataset,
             "overrides": args.set, "load_average": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "command": "python benchmarks/torchrun.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     with atomic_write(args.out) as f:

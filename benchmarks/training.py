@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -133,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                    if full and row["attention"] == "brl" else "")
         print(f"| {row['length']:,} | {row['attention']} | {1000 * row['step_seconds']:.0f} | "
               f"{row['epoch_seconds']:.1f} | {speedup} |")
-    meta = {"machine": platform.machine(), "processor": platform.processor(),
-            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    from brlgraph.bench.common import machine
+
+    meta = {**machine(), "threads": torch.get_num_threads(),
             "device": args.device, "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     with atomic_write(args.out) as f:

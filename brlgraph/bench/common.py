@@ -207,6 +207,36 @@ def progress(iterable: Iterable, total: int | None = None, desc: str = "", enabl
                      dynamic_ncols=True, leave=False))
 
 
+# ----------------------------------------------------------------------------- machine
+def machine() -> dict[str, Any]:
+    """What a benchmark ran on, for its result file: the CPU's model name and widest
+    vector extension (the fused kernel is compiled with ``-march=native``, so its
+    timings depend on it), cores and torch version. Each benchmark records its own
+    thread count beside it."""
+    import platform
+
+    import torch
+
+    from brlgraph.ops.brl.fused import cpu_flags
+
+    model = ""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
+    except OSError:
+        pass
+    flags = set(cpu_flags().split())
+    return {"cpu": model or platform.processor() or platform.machine(),
+            "vector": next((x for x in ("avx512f", "avx2", "asimd") if x in flags), "other"),
+            "cpus": os.cpu_count(), "torch": torch.__version__}
+
+
+def machine_text() -> str:
+    """:func:`machine` in one line, for a benchmark's printed header."""
+    m = machine()
+    return f"{m['cpu']} ({m['vector']}), {m['cpus']} cpus, torch {m['torch']}"
+
+
 # ----------------------------------------------------------------------------- memory
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, MiB (``ru_maxrss``; KiB on Linux)."""

@@ -194,3 +194,18 @@ def test_renamed_names_are_read_from_one_place():
     assert common.config_key("seq_len") == common.RENAMED["config.seq_len"]
     kw = common.model_kwargs(32, 4)
     assert set(kw) == {common.RENAMED["model.hidden_kwarg"], common.RENAMED["model.reservoir_kwarg"]}
+
+
+def test_machine_names_the_cpu_model_and_its_vector_extension():
+    info = common.machine()
+    assert set(info) == {"cpu", "vector", "cpus", "torch"}
+    assert info["cpus"] == os.cpu_count() and info["vector"] in ("avx512f", "avx2", "asimd", "other")
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        text = cpuinfo.read_text()
+        names = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")]
+        if names:
+            assert info["cpu"] == names[0]
+        if " avx2" in text and " avx512f" not in text:
+            assert info["vector"] == "avx2"
+    assert info["cpu"] in common.machine_text() and info["vector"] in common.machine_text()

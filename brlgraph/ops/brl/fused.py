@@ -43,9 +43,9 @@ _EXT = None
 _ERROR: str | None = None
 
 
-def _cpu_flags() -> str:
-    """The CPU's feature flags (the build uses -march=native, so a cached build must not
-    run on another CPU model)."""
+def cpu_flags() -> str:
+    """The CPU's feature-flags line of ``/proc/cpuinfo`` (the build uses -march=native, so
+    a cached build must not run on another CPU model)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("flags", "Features")):
@@ -60,7 +60,7 @@ def build_directory() -> Path:
     flags and CPU model, under ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/brlgraph``;
     the temporary folder when that cannot be created)."""
     key = hashlib.sha256("\n".join([_SOURCE.read_text(), torch.__version__, " ".join(_FLAGS),
-                                    _cpu_flags()]).encode()).hexdigest()[:16]
+                                    cpu_flags()]).encode()).hexdigest()[:16]
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "brlgraph"
     return Path(root) / f"brlgraph_fused_cpu_{key}"
 
