@@ -45,22 +45,31 @@ constexpr T kNegInf = -std::numeric_limits<T>::infinity();
 // rows per tile
 constexpr int kTile = 4;
 
-// 512-bit vectors through GCC/Clang vector extensions (split by the compiler where the
-// CPU has narrower ones)
+// Vectors as wide as the registers of the CPU the build targets (-march=native), through
+// GCC/Clang vector extensions: 512 bits with AVX-512, else 256 with AVX, else 128.
+// (512-bit vectors split by the compiler into AVX2 halves made this kernel slower than
+// the sdpa path on an AVX2 CPU, an AMD EPYC: docs/attention.md.)
+#if defined(__AVX512F__)
+constexpr int kVecBytes = 64;
+#elif defined(__AVX__)
+constexpr int kVecBytes = 32;
+#else
+constexpr int kVecBytes = 16;
+#endif
 template <typename T>
 struct Vec;
 template <>
 struct Vec<float> {
-  typedef float type __attribute__((vector_size(64)));
+  typedef float type __attribute__((vector_size(kVecBytes)));
 };
 template <>
 struct Vec<double> {
-  typedef double type __attribute__((vector_size(64)));
+  typedef double type __attribute__((vector_size(kVecBytes)));
 };
 template <typename T>
 using vec_t = typename Vec<T>::type;
 template <typename T>
-constexpr int64_t kLanes = 64 / sizeof(T);
+constexpr int64_t kLanes = kVecBytes / sizeof(T);
 
 template <typename T>
 inline vec_t<T> vload(const T* p) {
@@ -151,7 +160,7 @@ inline void load_rows(T (&x)[kTile][D], const T* const* rows) {
 // exp(x) of a vector of x <= 0 (x = score - row max): 2^t = 2^floor(t) p(t - floor(t)),
 // p a degree-6 polynomial of 2^f on [0, 1) (relative error about 2e-7); x is clamped at -87
 inline vec_t<float> vexp_neg(vec_t<float> x) {
-  typedef int32_t vint __attribute__((vector_size(64)));
+  typedef int32_t vint __attribute__((vector_size(kVecBytes)));
   const vec_t<float> lo = vec_t<float>{} - 87.0f;
   x = x < lo ? lo : x;
   const vec_t<float> t = x * 1.44269504088896341f;
