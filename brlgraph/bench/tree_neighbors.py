@@ -709,6 +709,7 @@ def plot_tree(records: list[dict[str, Any]], out: Path, command: str,
                 ax.plot(*zip(*pts, strict=True), style, label=m, markersize=4)
         ax.plot(depths, [1.0 / (1 << r) for r in depths], color="0.3", linewidth=0.8, label="chance")
         ax.set_xlabel("tree depth r")
+        ax.set_xticks(depths)
         ax.set_title(f"Tree-NeighborsMatch: {title}")
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
