@@ -65,10 +65,15 @@ def test_bfs_order_follows_hops():
 def test_seeded_orders_break_ties_at_random(kind):
     graph = shuffled_grid(20)
     plain = node_order(graph, kind)
-    a, b = node_order(graph, kind, seed=1), node_order(graph, kind, seed=2)
-    for order in (a, b):
+    # A grid has few RCM orders (about one per start corner and direction), so two
+    # seeds can draw the same one, and which do can differ between machines: seeds 1
+    # and 2 gave the same order on an AMD EPYC (AVX2), different ones on the AVX-512
+    # machine the suite ran on before. Eight seeds (4 RCM orders there) must not all agree.
+    orders = [node_order(graph, kind, seed=s) for s in range(1, 9)]
+    for order in orders:
         assert torch.equal(order.sort().values, torch.arange(400))  # a permutation
         assert bandwidth(graph, order) <= 45  # still local (a grid of side 20: 20 at best)
-    assert torch.equal(a, node_order(graph, kind, seed=1))
-    assert not torch.equal(a, b) and not torch.equal(a, plain)
+    assert torch.equal(orders[0], node_order(graph, kind, seed=1))
+    assert len({tuple(o.tolist()) for o in orders}) >= 2
+    assert any(not torch.equal(o, plain) for o in orders)
     assert torch.equal(node_order(graph, "identity", seed=3), torch.arange(400))
