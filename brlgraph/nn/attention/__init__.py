@@ -51,7 +51,14 @@ def attention_options(name: str) -> tuple[str, ...]:
         raise ConfigError(
             f"unknown attention backend {name!r}; choose one of {', '.join(ATTENTION_BACKENDS)}")
     params = inspect.signature(_BACKENDS[name].__init__).parameters
-    return tuple(p for p in params if p not in ("self", "dim", "heads"))
+    named = tuple(p for p, v in params.items() if p not in ("self", "dim", "heads")
+                  and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD))
+    if any(v.kind == v.VAR_KEYWORD for v in params.values()):
+        # a constructor taking **kwargs (a wrapper around another backend's, say) may
+        # accept any option: the model-level window and m must still reach it, not be
+        # dropped in favour of the constructor's defaults
+        return named + tuple(o for o in ("window", "reservoir_size") if o not in named)
+    return named
 
 
 def make_attention(name: str, dim: int, heads: int = 8, **options) -> nn.Module:
@@ -61,8 +68,10 @@ def make_attention(name: str, dim: int, heads: int = 8, **options) -> nn.Module:
     name is unknown, an option does not belong to that backend, or a value is invalid.
     """
     allowed = attention_options(name)
+    takes_any = any(v.kind == v.VAR_KEYWORD
+                    for v in inspect.signature(_BACKENDS[name].__init__).parameters.values())
     for key in options:
-        if key not in allowed:
+        if key not in allowed and not takes_any:  # with **kwargs the constructor checks
             raise ConfigError(
                 f"attention {name!r} has no option {key!r}; its options are: "
                 f"{', '.join(allowed)}")
