@@ -477,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from brlgraph.bench.common import machine_text
 
-    print(f"# {args.device} ({machine_text()}), {args.dtype}, batch 1, heads {args.heads}, head_dim "
+    machine = machine_text()
+    print(f"# {args.device} ({machine}), {args.dtype}, batch 1, heads {args.heads}, head_dim "
           f"{args.head_dim}, w {args.window}, m {args.reservoir_size}, threads "
           f"{args.threads or 'default'}; min of {args.repeats}")
     print(f"{'backend':<16}{'n':>9}{'fwd ms':>12}{'fwd+bwd ms':>13}{'peak MiB':>11}"
@@ -497,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         f"attention_{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     setup = dict(dtype=args.dtype, heads=args.heads, head_dim=args.head_dim, window=args.window,
-                 reservoir_size=args.reservoir_size, threads=args.threads, machine=machine_text())
+                 reservoir_size=args.reservoir_size, threads=args.threads, machine=machine)
     rows = [dict(r, **setup) for r in rows]
     if args.merge and out.exists():
         # Replace the re-measured (backend, n) cases, keep the others.

@@ -217,14 +217,9 @@ def machine() -> dict[str, Any]:
 
     import torch
 
-    from brlgraph.ops.brl.fused import cpu_flags
+    from brlgraph.ops.brl.fused import cpu_flags, cpuinfo_line
 
-    model = ""
-    try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "")
-    except OSError:
-        pass
+    model = cpuinfo_line("model name").partition(":")[2].strip()
     flags = set(cpu_flags().split())
     return {"cpu": model or platform.processor() or platform.machine(),
             "vector": next((x for x in ("avx512f", "avx2", "asimd") if x in flags), "other"),

@@ -53,12 +53,18 @@ def attention_options(name: str) -> tuple[str, ...]:
     params = inspect.signature(_BACKENDS[name].__init__).parameters
     named = tuple(p for p, v in params.items() if p not in ("self", "dim", "heads")
                   and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD))
-    if any(v.kind == v.VAR_KEYWORD for v in params.values()):
+    if _takes_any_option(name):
         # a constructor taking **kwargs (a wrapper around another backend's, say) may
         # accept any option: the model-level window and m must still reach it, not be
         # dropped in favour of the constructor's defaults
         return named + tuple(o for o in ("window", "reservoir_size") if o not in named)
     return named
+
+
+def _takes_any_option(name: str) -> bool:
+    """Whether backend ``name``'s constructor takes ``**kwargs``."""
+    return any(v.kind == v.VAR_KEYWORD
+               for v in inspect.signature(_BACKENDS[name].__init__).parameters.values())
 
 
 def make_attention(name: str, dim: int, heads: int = 8, **options) -> nn.Module:
@@ -68,8 +74,7 @@ def make_attention(name: str, dim: int, heads: int = 8, **options) -> nn.Module:
     name is unknown, an option does not belong to that backend, or a value is invalid.
     """
     allowed = attention_options(name)
-    takes_any = any(v.kind == v.VAR_KEYWORD
-                    for v in inspect.signature(_BACKENDS[name].__init__).parameters.values())
+    takes_any = _takes_any_option(name)
     for key in options:
         if key not in allowed and not takes_any:  # with **kwargs the constructor checks
             raise ConfigError(

@@ -43,16 +43,20 @@ _EXT = None
 _ERROR: str | None = None
 
 
+def cpuinfo_line(*prefixes: str) -> str:
+    """The first line of ``/proc/cpuinfo`` starting with one of ``prefixes`` ("" when
+    there is none or no such file)."""
+    try:
+        return next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith(prefixes)), "")
+    except OSError:
+        return ""
+
+
 def cpu_flags() -> str:
     """The CPU's feature-flags line of ``/proc/cpuinfo`` (the build uses -march=native, so
     a cached build must not run on another CPU model)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
+    return cpuinfo_line("flags", "Features") or platform.processor()
 
 
 def build_directory() -> Path:
