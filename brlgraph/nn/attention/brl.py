@@ -83,6 +83,14 @@ class BRLAttention(nn.Module):
             :class:`~brlgraph.nn.BRLConv`): ``W_Oc`` is not created, so no parameter
             goes without a gradient (plain ``DistributedDataParallel``), and the
             reservoir is returned unchanged.
+        write_scale_length: ``n_0`` (non-causal, default ``None``: off). A sequence of
+            ``n > n_0`` valid tokens has its write temperature multiplied by
+            ``log n / log n_0``; shorter ones are unchanged. The write hop is a softmax
+            over all n keys, so a score gap learned at ``n_0`` tokens gives the chosen
+            key a share that falls as n grows; this keeps its share at longer lengths.
+            Set it to the training length to evaluate a model on longer sequences
+            (no parameter; an attribute, so it can be set on a trained model:
+            docs/oversquashing.md, long-range retrieval).
 
     Shapes:
         - x: [B, N, dim], or unbatched [N, dim] (then mask [N], reservoir [m, d_c], and
@@ -116,6 +124,7 @@ class BRLAttention(nn.Module):
         dropout: float = 0.0,
         block_size: int | None = None,
         reservoir_update: bool = True,
+        write_scale_length: int | None = None,
     ):
         super().__init__()
         self.head_dim = check_sizes(dim, heads)
@@ -132,6 +141,10 @@ class BRLAttention(nn.Module):
                 "(or in [0, 1] with learn_reservoir_weight=False)")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"model.dropout (dropout=) must be in [0, 1), got {dropout}")
+        if write_scale_length is not None and (causal or write_scale_length < 2):
+            raise ConfigError(f"write_scale_length={write_scale_length} needs causal=False and "
+                              "a length >= 2 (the training length), or None")
+        self.write_scale_length = write_scale_length
         self.dim, self.heads, self.window = dim, heads, window
         self.reservoir_size = reservoir_size
         self.reservoir_dim = reservoir_dim or dim
@@ -179,6 +192,15 @@ class BRLAttention(nn.Module):
         """Reservoir weight ``lambda`` [H]."""
         return torch.sigmoid(self.theta) if self.learn_reservoir_weight else self.fixed_lambda
 
+    def write_scale(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        """Per sequence [B], ``max(1, log n / log n_0)`` for n valid tokens
+        (``write_scale_length``); ``None`` when the option is off."""
+        if self.write_scale_length is None:
+            return None
+        n = (torch.full(x.shape[:1], x.shape[1], device=x.device) if mask is None
+             else mask.sum(1)).to(x.dtype)
+        return (n.clamp(min=1).log() / math.log(self.write_scale_length)).clamp(min=1.0)
+
     def initial_reservoir(self, batch_size: int) -> Tensor:
         """The learned embedding ``E`` expanded to [B, m, d_c]."""
         return self.embedding.weight.unsqueeze(0).expand(batch_size, -1, -1)
@@ -199,6 +221,9 @@ class BRLAttention(nn.Module):
     def _run(self, x: Tensor, mask: Tensor | None, reservoir: Tensor | None,
              hist: BRLHistory | None):
         q, k, v, rq, rk, reservoir = self._project(x, reservoir)
+        alpha = self.write_scale(x, mask)
+        if alpha is not None:  # the write queries carry the temperature: scale them
+            rq = rq * alpha.view(-1, 1, 1, 1)
         tau_w, tau_r = self.temperatures()
         y, u, hist = brl_attention(
             q, k, v, rq, rk, tau_w=tau_w, tau_r=tau_r, lam=self.lam(), window=self.window,
@@ -262,6 +287,7 @@ class BRLAttention(nn.Module):
         tau_w, tau_r = self.temperatures()
         lam = self.lam().to(x.dtype)
         scale = Dh ** -0.5
+        alpha = self.write_scale(tokens, mask)
         # padded keys get the lowest finite score: a sequence with no valid key stays
         # finite (its output is zeroed below) instead of turning into NaN
         low = torch.finfo(x.dtype).min
@@ -293,6 +319,8 @@ class BRLAttention(nn.Module):
             s_loc = s_loc.masked_fill(~mask[:, :span, None], low)
             if not write_masked:
                 s_write = s_write.masked_fill(~mask[:, :, None, None], low)
+        if alpha is not None:  # padded keys stay at the lowest finite score
+            s_write = (s_write * alpha.view(-1, 1, 1, 1)).clamp(min=low)
         p_read = torch.softmax(s_read * (tau_r * scale)[:, None], -1)  # [B, H, m]
         weight = lam * (torch.softmax(s_write, 1) * p_read.unsqueeze(1)).sum(-1)  # [B, N, H]
         weight = torch.cat([weight[:, :span] + (1 - lam) * torch.softmax(s_loc, 1),
@@ -330,7 +358,8 @@ class BRLAttention(nn.Module):
         extra = "".join(
             f", {k}={v!r}" for k, v, d in (
                 ("causal", self.causal, False), ("window_mode", self.window_mode, "sliding"),
-                ("reservoir_update", self.reservoir_update, True))
+                ("reservoir_update", self.reservoir_update, True),
+                ("write_scale_length", self.write_scale_length, None))
             if v != d)
         return (f"{self.__class__.__name__}({self.dim}, heads={self.heads}, "
                 f"window={self.window}, reservoir_size={self.reservoir_size}{extra})")

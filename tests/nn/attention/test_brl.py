@@ -221,3 +221,50 @@ def test_attend_first_over_a_table_of_token_rows(with_reservoir):
         attn.attend_first(table[index], mask, index=index)
     with pytest.raises(TypeError, match="True = valid"):
         attn.attend_first(table, mask.long(), index=index)
+
+
+# ------------------------------------------------------------ write_scale_length
+def test_write_scale_length_multiplies_the_write_temperature_per_sequence():
+    """With ``write_scale_length = n_0``, a sequence of n > n_0 valid tokens equals the
+    module without the option whose write temperature tau_w = exp(gQ gK1) is
+    multiplied by log n / log n_0 (gK1 shifted by log(alpha) / gQ); a sequence of at
+    most n_0 valid tokens is unchanged. Per sequence: the padded batch against each
+    sequence alone."""
+    torch.manual_seed(0)
+    n0 = 8
+    attn = BRLAttention(16, heads=2, window=2, reservoir_size=3, write_scale_length=n0).double()
+    plain = BRLAttention(16, heads=2, window=2, reservoir_size=3).double()
+    plain.load_state_dict(attn.state_dict())
+    x = torch.randn(3, 30, 16, dtype=torch.double)
+    mask = torch.ones(3, 30, dtype=torch.bool)
+    mask[1, 20:] = False  # 20 valid tokens
+    mask[2, 6:] = False   # 6 <= n_0: unchanged
+    out, res = attn(x, mask)
+    first = attn.attend_first(x, mask)
+    for b, n in enumerate((30, 20, 6)):
+        alpha = max(1.0, math.log(n) / math.log(n0))
+        with torch.no_grad():
+            plain.g_k1.copy_(attn.g_k1 + math.log(alpha) / attn.g_q)
+        ref, ref_res = plain(x[b, :n], None)
+        torch.testing.assert_close(out[b, :n], ref)
+        torch.testing.assert_close(res[b], ref_res)
+        torch.testing.assert_close(first[b], ref[0])
+
+
+def test_write_scale_length_in_the_token_table_readout_and_its_checks():
+    torch.manual_seed(1)
+    attn = BRLAttention(16, heads=2, window=3, reservoir_size=4, write_scale_length=5)
+    table = torch.randn(40, 16)
+    index = torch.randint(0, 40, (6, 12))
+    mask = torch.rand(6, 12) > 0.3
+    mask[:, 0] = True
+    mask[0] = False  # no valid token: stays finite
+    mask[0, 0] = True
+    got = attn.attend_first(table, mask, index=index)
+    torch.testing.assert_close(got, attn(table[index], mask)[0][:, 0], rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(got).all()
+    assert "write_scale_length=5" in repr(attn)
+    with pytest.raises(ConfigError, match="write_scale_length"):
+        BRLAttention(16, heads=2, causal=True, write_scale_length=64)
+    with pytest.raises(ConfigError, match="write_scale_length"):
+        BRLAttention(16, heads=2, write_scale_length=1)
