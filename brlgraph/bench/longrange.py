@@ -19,7 +19,10 @@ LayerNorm and a linear readout of token 0. Training runs through a curriculum of
 lengths (the same for every model) that ends at the training length; the trained
 models are then evaluated at n = 1,024 .. 65,536 without retraining. Full
 attention is run up to ``full_max_length`` and reported "not run" beyond (its time
-grows as n^2).
+grows as n^2). The trained ``brl`` model is evaluated a second time (row ``LOG_N``)
+with ``write_scale_length`` set to the training length: beyond it the write
+temperature grows as log n, so the key a reservoir token picks keeps its share of the
+write softmax over n keys.
 
 Time and memory: for each model and n, one training step (forward, backward, Adam)
 on one sequence and one forward pass, timed in a fresh process whose peak resident
@@ -46,6 +49,11 @@ from brlgraph.io import atomic_torch_save
 
 TASKS = ("retrieval", "matching")
 MODELS = ("brl", "local", "full")
+#: evaluated, not trained: the trained ``brl`` model with its write temperature scaled
+#: by log n / log(training length) beyond the training length (``write_scale_length``)
+LOG_N = "brl, log-n write"
+#: rows of the accuracy table and lines of its plot, in this order
+ROWS = ("brl", LOG_N, "local", "full")
 EVAL_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
@@ -289,22 +297,24 @@ def _sweep(out: Path, tasks: Sequence[str], models: Sequence[str], lengths: Sequ
                                  "budget": budget_key, **record})
                     log(f"{task} {m} seed {seed}: trained ({record['train_seconds']:.0f} s, last "
                         f"training accuracy {record['final_train_acc']:.3f})")
-                for n in lengths:
-                    if evals.get(task=task, model=m, seed=seed, n=n) is not None:
-                        continue
-                    if m == "full" and n > budget.full_max_length:
-                        evals.add({"task": task, "model": m, "seed": seed, "n": n, "accuracy": None,
-                                   "sequences": 0, "note": "not run"})
-                        continue
-                    if model is None:
-                        model = build_model(task, m, budget)
-                        model.load_state_dict(torch.load(path, weights_only=True))
-                    count = budget.sequences_at(n, m)
-                    t0 = time.perf_counter()
-                    acc = accuracy(model, task, n, count, budget.vocab, seed)
-                    evals.add({"task": task, "model": m, "seed": seed, "n": n, "accuracy": acc,
-                               "sequences": count, "seconds": round(time.perf_counter() - t0, 1)})
-                    log(f"{task} {m} seed {seed}: n = {n}: accuracy {acc:.3f} ({count} sequences)")
+                for name in (m, LOG_N) if m == "brl" else (m,):
+                    for n in lengths:
+                        if evals.get(task=task, model=name, seed=seed, n=n) is not None:
+                            continue
+                        if m == "full" and n > budget.full_max_length:
+                            evals.add({"task": task, "model": m, "seed": seed, "n": n, "accuracy": None,
+                                       "sequences": 0, "note": "not run"})
+                            continue
+                        if model is None:
+                            model = build_model(task, m, budget)
+                            model.load_state_dict(torch.load(path, weights_only=True))
+                        set_write_scale(model, budget.train_length if name == LOG_N else None)
+                        count = budget.sequences_at(n, m)
+                        t0 = time.perf_counter()
+                        acc = accuracy(model, task, n, count, budget.vocab, seed)
+                        evals.add({"task": task, "model": name, "seed": seed, "n": n, "accuracy": acc,
+                                   "sequences": count, "seconds": round(time.perf_counter() - t0, 1)})
+                        log(f"{task} {name} seed {seed}: n = {n}: accuracy {acc:.3f} ({count} sequences)")
     if cost:
         for m in models:
             for n in timed_lengths(lengths, m, budget):
@@ -315,6 +325,15 @@ def _sweep(out: Path, tasks: Sequence[str], models: Sequence[str], lengths: Sequ
                     costs.add({"model": m, "n": n, "task": tasks[0], **record})
                     log(f"cost {m} n = {n}: step {record['step_ms']:.0f} ms, forward "
                         f"{record['forward_ms']:.0f} ms, peak RSS {record['peak_rss_mib']:.0f} MiB")
+
+
+def set_write_scale(model: nn.Module, length: int | None) -> None:
+    """Set ``write_scale_length`` of every BRL-Attention layer of ``model``."""
+    from brlgraph.nn.attention.brl import BRLAttention
+
+    for module in model.modules():
+        if isinstance(module, BRLAttention):
+            module.write_scale_length = length
 
 
 def timed_lengths(lengths: Sequence[int], model: str, budget: LongRangeBudget) -> list[int]:
@@ -333,7 +352,7 @@ def longrange_tables(trained: list[dict], evals: list[dict], costs: list[dict], 
     lengths = sorted({r["n"] for r in evals} | {r["n"] for r in costs})
     rows: dict[str, list[str]] = {}
     for task in TASKS:
-        for m in MODELS:
+        for m in ROWS:
             cells = [r for r in evals if r["task"] == task and r["model"] == m]
             if not cells:
                 continue
@@ -372,15 +391,16 @@ def plot_longrange(evals: list[dict], costs: list[dict], out: Path, command: str
     if plt is None or not (evals or costs):
         return None
     fig, axes = plt.subplots(1, 4, figsize=(17, 4))
-    colors = {"brl": "C0", "local": "C1", "full": "C2"}
+    colors = {"brl": "C0", "local": "C1", "full": "C2", LOG_N: "C0"}
     for ax, task in zip(axes[:2], TASKS, strict=True):
-        for m in MODELS:
+        for m in ROWS:
             pts = sorted((r["n"], r["accuracy"]) for r in evals
                          if r["task"] == task and r["model"] == m and r["accuracy"] is not None)
             if pts:
                 ns = sorted({n for n, _ in pts})
-                ax.plot(ns, [np.mean([a for k, a in pts if k == n]) for n in ns], "-o", color=colors[m],
-                        label=m, markersize=4)
+                ax.plot(ns, [np.mean([a for k, a in pts if k == n]) for n in ns],
+                        "--s" if m == LOG_N else "-o", color=colors[m], label=m, markersize=4,
+                        fillstyle="none" if m == LOG_N else "full")
         ax.axhline(_chance(task, budget.vocab), color="0.4", linestyle=":", label="chance")
         ax.axvline(budget.train_length, color="0.7", linestyle="--", linewidth=0.8, label="training length")
         ax.set_xscale("log", base=2)

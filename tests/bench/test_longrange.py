@@ -76,11 +76,15 @@ def test_sweep_trains_once_evaluates_each_length_and_marks_full_not_run(tmp_path
                      cost=False, log=lines.append, command="brlgraph bench longrange --test")
     evals = [json.loads(x) for x in (tmp_path / "longrange_eval.jsonl").read_text().splitlines()]
     cells = {(r["model"], r["n"]): r for r in evals}
-    assert set(cells) == {("brl", 32), ("brl", 64), ("full", 32), ("full", 64)}
+    assert set(cells) == {("brl", 32), ("brl", 64), ("full", 32), ("full", 64),
+                          (lr.LOG_N, 32), (lr.LOG_N, 64)}
     assert cells["full", 64]["accuracy"] is None and cells["full", 64]["note"] == "not run"
     assert 0.0 <= cells["brl", 64]["accuracy"] <= 1.0
+    # the log-n row is the same model: at the training length (32) the scale is 1
+    assert cells[lr.LOG_N, 32]["accuracy"] == cells["brl", 32]["accuracy"]
     table = (tmp_path / "longrange_accuracy.md").read_text()
     assert "not run" in table and "retrieval / brl (chance 0.125)" in table
+    assert f"retrieval / {lr.LOG_N} (chance 0.125)" in table
     assert (tmp_path / "models" / "retrieval-brl-seed0.pt").exists()
     assert (tmp_path / "longrange.png").exists()
 
@@ -91,7 +95,20 @@ def test_sweep_trains_once_evaluates_each_length_and_marks_full_not_run(tmp_path
     lr.run_longrange(tmp_path, ["retrieval"], ["brl"], [32, 64, 128], [0], _tiny(), progress=False,
                      cost=False, log=lines.append)
     evals = [json.loads(x) for x in (tmp_path / "longrange_eval.jsonl").read_text().splitlines()]
-    assert sum(r["n"] == 128 for r in evals) == 1  # only the new length was evaluated
+    # only the new length was evaluated, once as trained and once with the log-n write
+    assert sorted(r["model"] for r in evals if r["n"] == 128) == sorted(["brl", lr.LOG_N])
+
+
+def test_log_n_evaluation_sets_the_write_scale_of_every_brl_layer():
+    model = lr.build_model("retrieval", "brl", _tiny())
+    x = torch.randint(0, 8, (2, 200)), torch.zeros(2, 200, dtype=torch.long)
+    before = model(*x)
+    lr.set_write_scale(model, 32)
+    layers = [m for m in model.modules() if type(m).__name__ == "BRLAttention"]
+    assert len(layers) == 2 and all(m.write_scale_length == 32 for m in layers)
+    assert not torch.allclose(model(*x), before)  # 200 tokens > 32: the write sharpens
+    lr.set_write_scale(model, None)
+    torch.testing.assert_close(model(*x), before)
 
 
 def test_training_resumes_from_its_checkpoint(tmp_path):
