@@ -93,6 +93,9 @@ class ModelConfig:
     window: int = 16
     #: m, reservoir tokens of brl attention
     reservoir_size: int = 8
+    #: lambda_0, the initial reservoir weight of brl attention (learned from there; in
+    #: runs of a few hundred steps it stays close, docs/oversquashing.md section 4)
+    reservoir_weight: float = 0.5
     #: GNN pre-encoder layers over the whole graph (0 = none)
     gnn_layers: int = 2
     #: kind of GNN pre-encoder: gcn, sage, gat, hsage (SAGE with a weight per node-type
@@ -212,6 +215,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.input_dropout": _fraction(),
     "model.window": _at_least(1),
     "model.reservoir_size": _at_least(1),
+    "model.reservoir_weight": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
     "model.gnn_layers": _at_least(0, " (0 = none)"),
     "model.path_tokens": (lambda v: 0 <= v <= 4, "in 0..4 (0 = none)"),
     "model.logit_norm": _at_least(0, " (0 = off)"),

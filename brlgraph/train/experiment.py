@@ -66,7 +66,8 @@ def model_options(config: Config) -> dict[str, Any]:
     return dict(hidden_channels=m.hidden_channels, layers=m.layers, heads=m.heads, attention=m.attention,
                 window=m.window, reservoir_size=m.reservoir_size, dropout=m.dropout,
                 input_dropout=m.input_dropout, gnn_layers=m.gnn_layers, gnn=m.gnn,
-                logit_norm=m.logit_norm, embedding_std=m.embedding_std, checkpoint=m.checkpoint)
+                logit_norm=m.logit_norm, embedding_std=m.embedding_std, checkpoint=m.checkpoint,
+                attention_options={"reservoir_weight": m.reservoir_weight} if m.attention == "brl" else None)
 
 
 def ogb_name(data) -> str | None:
@@ -226,7 +227,8 @@ class GraphSequenceTask:
         if "max_len" in attention_options(config.model.attention):
             # a backend bounded in length (Linformer projects along the sequence) spans
             # the longest sequence the model sees: the graph, or a chunk of its order
-            options["attention_options"] = {"max_len": config.sequences.chunk_size or self.graph.num_nodes}
+            options["attention_options"] = {**(options["attention_options"] or {}),
+                                            "max_len": config.sequences.chunk_size or self.graph.num_nodes}
         self.model = BRLGraphSequenceModel.from_data(
             self.graph, num_classes=data.num_classes, order=config.sequences.order, **options).to(device)
 

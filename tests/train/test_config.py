@@ -153,6 +153,8 @@ def test_parse_override_reads_toml_values():
                                                ("train.weight_decay=-1", r"'train\.weight_decay' must be >= 0"),
                                                ("model.window=0", r"'model\.window' must be >= 1"),
                                                ("model.reservoir_size=-1", r"'model\.reservoir_size' must be >= 1"),
+                                               ("model.reservoir_weight=1.0", r"'model\.reservoir_weight' must be in \(0, 1\)"),
+                                               ("model.reservoir_weight=0", r"'model\.reservoir_weight' must be in \(0, 1\)"),
                                                ("sequences.seq_len=0", r"'sequences\.seq_len' must be >= 1"),
                                                ("model.hidden_channels=30", r"hidden_channels \(30\) must be divisible"),
                                                ])

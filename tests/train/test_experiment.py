@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from brlgraph.errors import CheckpointError, ConfigError
 from brlgraph.train.checkpoint import load_checkpoint
@@ -188,6 +189,24 @@ def test_reservoir_from_target_reaches_the_task_model(dblp_env):
     assert task.model.target_write is not None
     config = build_config("DBLP", None, FAST)
     assert build_task(load_dataset(config), config).model.target_write is None
+
+
+def test_reservoir_weight_reaches_every_brl_layer_of_the_task_model(dblp_env):
+    import math
+
+    from brlgraph.nn.attention.brl import BRLAttention
+    from brlgraph.train.experiment import build_task, load_dataset
+
+    def layers(overrides):
+        config = build_config("DBLP", None, [*FAST, *overrides])
+        model = build_task(load_dataset(config), config).model
+        return [m for m in model.modules() if isinstance(m, BRLAttention)]
+
+    assert [a.reservoir_weight for a in layers([])] == [0.5]  # the spec's lambda_0
+    (attn,) = layers(["model.reservoir_weight=0.1"])
+    assert (attn.window, attn.reservoir_size, attn.reservoir_weight) == (16, 8, 0.1)
+    assert torch.allclose(attn.theta, torch.full_like(attn.theta, math.log(0.1 / 0.9)))
+    assert layers(["model.reservoir_weight=0.1", "model.attention=full"]) == []
 
 
 def test_positive_weight_scales_bce_pos_weight_and_is_refused_for_single_label_data():
