@@ -62,12 +62,17 @@ def load_dataset(config: Config, download: bool = False, allow_pickle: bool = Fa
 
 
 def model_options(config: Config) -> dict[str, Any]:
+    from brlgraph.nn.attention import attention_options
+
     m = config.model
+    # model keys that only some backends take reach those that do (as window and m do)
+    extra = {k: v for k, v in {"reservoir_weight": m.reservoir_weight}.items()
+             if k in attention_options(m.attention)}
     return dict(hidden_channels=m.hidden_channels, layers=m.layers, heads=m.heads, attention=m.attention,
                 window=m.window, reservoir_size=m.reservoir_size, dropout=m.dropout,
                 input_dropout=m.input_dropout, gnn_layers=m.gnn_layers, gnn=m.gnn,
                 logit_norm=m.logit_norm, embedding_std=m.embedding_std, checkpoint=m.checkpoint,
-                attention_options={"reservoir_weight": m.reservoir_weight} if m.attention == "brl" else None)
+                attention_options=extra or None)
 
 
 def ogb_name(data) -> str | None:
